@@ -1,0 +1,1 @@
+"""smbd: an SMB 2/3 file server (MS-SMB2) on trio."""

@@ -1,0 +1,1 @@
+"""Authentication for SMB: SPNEGO with NTLMv2 (MS-NLMP) on the server side."""
