@@ -59,7 +59,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def ready() -> None:
         host, port = cfg.smb.listen[0]
-        print(f"vmstor serving SMB on {', '.join(f'{h}:{p}' for h, p in cfg.smb.listen)}", flush=True)
+        print(
+            f"vmstor serving SMB on {', '.join(f'{h}:{p}' for h, p in cfg.smb.listen)}", flush=True
+        )
         print(f"  config: {cfg.path}", flush=True)
         for share in cfg.shares.values():
             print(f"  share {share.name}: {share.path}", flush=True)
@@ -110,11 +112,20 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 def cmd_share_list(args: argparse.Namespace) -> int:
     cfg = _load(args)
     rows = [
-        [s.name, str(s.path), "yes" if s.encrypt or cfg.smb.encrypt else "no", "yes" if s.read_only else "no"]
+        [
+            s.name,
+            str(s.path),
+            "yes" if s.encrypt or cfg.smb.encrypt else "no",
+            "yes" if s.read_only else "no",
+        ]
         for s in cfg.shares.values()
     ]
     if args.json:
-        print(json.dumps([dict(zip(["name", "path", "encrypt", "read_only"], r, strict=True)) for r in rows]))
+        print(
+            json.dumps(
+                [dict(zip(["name", "path", "encrypt", "read_only"], r, strict=True)) for r in rows]
+            )
+        )
     else:
         print(render("Shares", ["name", "path", "encrypted", "read-only"], rows))
     return 0
@@ -137,14 +148,20 @@ def format_status(status: dict[str, Any]) -> str:
         render(
             "Channels",
             ["session", "connection", "peer", "transport"],
-            [[c["session"], c["connection"], c["peer"], c["transport"]] for c in smb.get("channels", [])],
+            [
+                [c["session"], c["connection"], c["peer"], c["transport"]]
+                for c in smb.get("channels", [])
+            ],
         )
     )
     out.append(
         render(
             "Opens",
             ["session", "share", "path", "durable", "lease"],
-            [[o["session"], o["share"], o["path"], o["durable"], o["lease"]] for o in smb.get("opens", [])],
+            [
+                [o["session"], o["share"], o["path"], o["durable"], o["lease"]]
+                for o in smb.get("opens", [])
+            ],
         )
     )
     out.append(
@@ -152,7 +169,13 @@ def format_status(status: dict[str, Any]) -> str:
             "Shares",
             ["share", "path", "read", "written", "operations"],
             [
-                [s["name"], s["path"], human_bytes(s["bytes_read"]), human_bytes(s["bytes_written"]), s["ops"]]
+                [
+                    s["name"],
+                    s["path"],
+                    human_bytes(s["bytes_read"]),
+                    human_bytes(s["bytes_written"]),
+                    s["ops"],
+                ]
                 for s in smb.get("shares", [])
             ],
         )
@@ -184,15 +207,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vmstor", description=__doc__, parents=[common])
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("serve", parents=[common], help="run the daemon (writes a default config on first run)")
+    s = sub.add_parser(
+        "serve", parents=[common], help="run the daemon (writes a default config on first run)"
+    )
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_serve)
 
-    user = sub.add_parser("user", parents=[common], help="manage users").add_subparsers(dest="sub", required=True)
-    ua = user.add_parser("add", parents=[common], help="add a user (password from a prompt or stdin)")
+    user = sub.add_parser("user", parents=[common], help="manage users").add_subparsers(
+        dest="sub", required=True
+    )
+    ua = user.add_parser(
+        "add", parents=[common], help="add a user (password from a prompt or stdin)"
+    )
     ua.add_argument("name")
-    ua.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
-    ua.add_argument("--replace", action="store_true", help="change the password of an existing user")
+    ua.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin",
+    )
+    ua.add_argument(
+        "--replace", action="store_true", help="change the password of an existing user"
+    )
     ua.set_defaults(func=cmd_user_add)
     ud = user.add_parser("del", parents=[common], help="delete a user")
     ud.add_argument("name")
@@ -200,12 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
     ul = user.add_parser("list", parents=[common], help="list users")
     ul.set_defaults(func=cmd_user_list)
 
-    share = sub.add_parser("share", parents=[common], help="shares").add_subparsers(dest="sub", required=True)
+    share = sub.add_parser("share", parents=[common], help="shares").add_subparsers(
+        dest="sub", required=True
+    )
     sl = share.add_parser("list", parents=[common], help="list the configured shares")
     sl.add_argument("--json", action="store_true")
     sl.set_defaults(func=cmd_share_list)
 
-    st = sub.add_parser("status", parents=[common], help="sessions, channels, opens and per-share counters")
+    st = sub.add_parser(
+        "status", parents=[common], help="sessions, channels, opens and per-share counters"
+    )
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
 

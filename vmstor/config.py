@@ -88,13 +88,18 @@ def _str(table: dict[str, Any], key: str, default: str, where: str) -> str:
     return value
 
 
-def _listen(table: dict[str, Any], key: str, default: list[str], port: int, where: str) -> tuple[tuple[str, int], ...]:
+def _listen(
+    table: dict[str, Any], key: str, default: list[str], port: int, where: str
+) -> tuple[tuple[str, int], ...]:
     value = table.get(key, default)
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where}: {key} must be a list of \"host:port\" strings")
-    return tuple(parse_hostport(v, port) for v in value)
+        raise ConfigError(f'{where}: {key} must be a list of "host:port" strings')
+    try:
+        return tuple(parse_hostport(v, port) for v in value)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {key}: {e}") from None
 
 
 def load(path: Path) -> Config:
@@ -145,7 +150,9 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
             continuous_availability=_bool(table, "continuous_availability", False, w),
             comment=_str(table, "comment", "", w),
         )
-    return Config(path=path, base=base, state_dir=state_dir.resolve(), smb=smb, shares=shares, raw=raw)
+    return Config(
+        path=path, base=base, state_dir=state_dir.resolve(), smb=smb, shares=shares, raw=raw
+    )
 
 
 DEFAULT_CONFIG = """\

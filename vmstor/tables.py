@@ -26,7 +26,10 @@ def render(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]])
     ]
 
     def line(values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
+        parts = [
+            v.rjust(w) if num else v.ljust(w)
+            for v, w, num in zip(values, widths, numeric, strict=True)
+        ]
         return "  ".join(parts).rstrip()
 
     out = [title, line(list(headers)), line(["-" * w for w in widths])]
