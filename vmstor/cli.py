@@ -70,10 +70,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print("  created user 'vmstor' with password (shown only this once):", flush=True)
             print(f"    {password}", flush=True)
             print("  try:", flush=True)
-            print(
-                f"    smbclient //{host}/{share_name} -p {port} -U 'vmstor%{password}' -m SMB3_11 -c ls",
-                flush=True,
-            )
+            line = f"smbclient //{host}/{share_name} -p {port} -U 'vmstor%{password}' -m SMB3_11"
+            print(f"    {line} -c ls", flush=True)
 
     trio.run(serve_until_signal, cfg, ready)
     return 0

@@ -49,7 +49,7 @@ def test_paths_are_relative_to_the_config_folder(tmp_path: Path) -> None:
 def test_bad_config_is_reported_with_the_file_name(tmp_path: Path, text: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match="bad.toml"):
+    with pytest.raises(ConfigError, match=r"bad\.toml"):
         load(path)
 
 
