@@ -71,7 +71,7 @@ _SIG_END = 64
 _ZERO_SIG = bytes(16)
 _SERVER_TO_REDIR = 0x00000001
 _CANCEL = 0x000C
-_GMAC_FIELDS = struct.Struct("<HxxxxxxIxxxxQ")  # Command@12, Flags@16, MessageId@24 (from 12)
+_GMAC_FIELDS = struct.Struct("<HxxIxxxxQ")  # from offset 12: Command, Flags@16, MessageId@24
 
 # [MS-SMB2] 2.2.41 SMB2 TRANSFORM_HEADER
 TRANSFORM_PROTOCOL_ID = b"\xfdSMB"
