@@ -1,0 +1,237 @@
+"""LUN backends: the only place the SCSI target touches the disk.
+
+A :class:`FileBackend` keeps a logical unit in one regular file, either sparse
+(thin provisioned: UNMAP punches holes with ``fallocate(PUNCH_HOLE|KEEP_SIZE)``,
+so deallocated blocks read back as zeros, LBPRZ=1) or fully allocated (thick).
+Blocking calls run in worker threads through ``trio.to_thread.run_sync`` with a
+:class:`trio.CapacityLimiter`; data moves with ``os.preadv``/``os.pwritev``
+straight from/into the transport's buffers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from collections.abc import Sequence
+from typing import Protocol
+
+import trio
+
+__all__ = ["Backend", "FileBackend", "punch_hole"]
+
+Buffer = bytes | bytearray | memoryview
+
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+FALLOC_FL_ZERO_RANGE = 0x10
+
+# Deallocated extents are reported by GET LBA STATUS per SEEK_DATA/SEEK_HOLE.
+MAPPED = 0
+DEALLOCATED = 1
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_fallocate = _libc.fallocate
+_fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+_fallocate.restype = ctypes.c_int
+
+
+def _fallocate_mode(fd: int, mode: int, offset: int, length: int) -> None:
+    if _fallocate(fd, mode, offset, length) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def punch_hole(fd: int, offset: int, length: int) -> None:
+    """Deallocate ``length`` bytes at ``offset``; the range then reads as zeros.
+
+    Filesystems without hole punching get the range zeroed instead, so the
+    LBPRZ promise holds either way.
+    """
+    if length <= 0:
+        return
+    try:
+        _fallocate_mode(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        _write_zeroes(fd, offset, length)
+
+
+def _write_zeroes(fd: int, offset: int, length: int) -> None:
+    chunk = bytes(min(length, 1 << 20))
+    end = offset + length
+    while offset < end:
+        n = os.pwrite(fd, memoryview(chunk)[: min(len(chunk), end - offset)], offset)
+        offset += n
+
+
+class Backend(Protocol):
+    """What a logical unit needs from its storage.  Offsets are in blocks."""
+
+    block_size: int
+    num_blocks: int
+    thin: bool
+
+    async def read(self, lba: int, blocks: int) -> bytearray: ...
+    async def write(self, lba: int, data: Sequence[Buffer], *, fua: bool = False) -> None: ...
+    async def flush(self) -> None: ...
+    async def unmap(self, extents: Sequence[tuple[int, int]]) -> None: ...
+    async def write_same(self, lba: int, blocks: int, block: Buffer) -> None: ...
+    async def lba_status(self, lba: int) -> tuple[int, int]: ...
+    def close(self) -> None: ...
+
+
+class FileBackend:
+    """A logical unit kept in a regular file (sparse for thin, allocated for thick)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        block_size: int = 512,
+        thin: bool = True,
+        limiter: trio.CapacityLimiter | None = None,
+    ) -> None:
+        if block_size not in (512, 4096):
+            raise ValueError("block size must be 512 or 4096")
+        self.path = os.fspath(path)
+        self.block_size = block_size
+        self.thin = thin
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        size = os.fstat(self._fd).st_size
+        self.num_blocks = size // block_size
+        self._limiter = limiter or trio.CapacityLimiter(8)
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        size: int,
+        *,
+        block_size: int = 512,
+        thin: bool = True,
+        limiter: trio.CapacityLimiter | None = None,
+    ) -> FileBackend:
+        """Create the backing file (``size`` rounded down to whole blocks)."""
+        size -= size % block_size
+        if size <= 0:
+            raise ValueError("LUN size must hold at least one block")
+        fd = os.open(os.fspath(path), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            if thin:
+                os.ftruncate(fd, size)
+            else:
+                os.posix_fallocate(fd, 0, size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return cls(path, block_size=block_size, thin=thin, limiter=limiter)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def fileno(self) -> int:
+        return self._fd
+
+    async def _run(self, fn: object, *args: object) -> object:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)  # type: ignore[arg-type]
+
+    # -- data path -----------------------------------------------------------------
+
+    def _read_sync(self, offset: int, length: int) -> bytearray:
+        buf = bytearray(length)
+        view = memoryview(buf)
+        done = 0
+        while done < length:
+            n = os.preadv(self._fd, [view[done:]], offset + done)
+            if n == 0:  # beyond EOF: reads as zeros
+                break
+            done += n
+        return buf
+
+    async def read(self, lba: int, blocks: int) -> bytearray:
+        bs = self.block_size
+        result = await self._run(self._read_sync, lba * bs, blocks * bs)
+        assert isinstance(result, bytearray)
+        return result
+
+    def _write_sync(self, offset: int, data: Sequence[Buffer], fua: bool) -> None:
+        views = [memoryview(b).cast("B") for b in data if len(b)]
+        while views:
+            n = os.pwritev(self._fd, views, offset)
+            offset += n
+            while views and n >= len(views[0]):
+                n -= len(views[0])
+                views.pop(0)
+            if views and n:
+                views[0] = views[0][n:]
+        if fua:
+            os.fdatasync(self._fd)
+
+    async def write(self, lba: int, data: Sequence[Buffer], *, fua: bool = False) -> None:
+        await self._run(self._write_sync, lba * self.block_size, data, fua)
+
+    async def flush(self) -> None:
+        await self._run(os.fdatasync, self._fd)
+
+    def _unmap_sync(self, extents: Sequence[tuple[int, int]]) -> None:
+        bs = self.block_size
+        for lba, n in extents:
+            if self.thin:
+                punch_hole(self._fd, lba * bs, n * bs)
+            else:
+                try:
+                    _fallocate_mode(
+                        self._fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, lba * bs, n * bs
+                    )
+                except OSError:
+                    _write_zeroes(self._fd, lba * bs, n * bs)
+
+    async def unmap(self, extents: Sequence[tuple[int, int]]) -> None:
+        await self._run(self._unmap_sync, extents)
+
+    def _write_same_sync(self, lba: int, blocks: int, block: Buffer) -> None:
+        bs = self.block_size
+        # Build up to 1 MiB of repeated pattern once, then write it in a loop.
+        per = max(1, min(blocks, (1 << 20) // bs))
+        chunk = bytes(block) * per
+        done = 0
+        while done < blocks:
+            n = min(per, blocks - done)
+            self._write_sync((lba + done) * bs, [memoryview(chunk)[: n * bs]], False)
+            done += n
+
+    async def write_same(self, lba: int, blocks: int, block: Buffer) -> None:
+        await self._run(self._write_same_sync, lba, blocks, block)
+
+    def _lba_status_sync(self, lba: int) -> tuple[int, int]:
+        """(blocks in the extent starting at ``lba``, MAPPED or DEALLOCATED)."""
+        bs = self.block_size
+        end = self.num_blocks * bs
+        off = lba * bs
+        try:
+            data = os.lseek(self._fd, off, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            data = end  # no data after off: a hole to the end
+        if data > off:
+            # A hole from off to data: deallocated, whole blocks only.
+            n = (min(data, end) - off) // bs
+            if n > 0:
+                return n, DEALLOCATED
+            return 1, MAPPED
+        hole = os.lseek(self._fd, off, os.SEEK_HOLE)
+        n = -(-(min(hole, end) - off) // bs)
+        return max(n, 1), MAPPED
+
+    async def lba_status(self, lba: int) -> tuple[int, int]:
+        if not self.thin:
+            return self.num_blocks - lba, MAPPED
+        result = await self._run(self._lba_status_sync, lba)
+        assert isinstance(result, tuple)
+        return result

@@ -1,0 +1,418 @@
+"""The SCSI target device server: one target (an iSCSI target name) holding
+logical units, target port groups and the table of I_T nexuses.
+
+Transports call :meth:`Target.execute` for each command and the task
+management hooks; everything SCSI (unit attentions, reservations, ALUA access
+states, LUN masking) is decided here, transport-independently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+
+from . import commands
+from .alua import AluaState, TargetPortGroup, check_access
+from .cdb import Op, check_length, parameter_list_length, parse_rw
+from .lun import LogicalUnit
+from .nexus import Nexus, ScsiResult
+from .sense import Asc, SenseError, SenseKey, Status, build_fixed_sense
+
+__all__ = ["Masking", "Target"]
+
+log = logging.getLogger("vmstor.scsi")
+
+# masking(nexus) -> the LUN ids this nexus may see, or None for all of them.
+Masking = Callable[[Nexus], Collection[int] | None]
+
+# A unit attention listener (nexus key, lun, (asc, ascq)) lets a transport send
+# an asynchronous event (iSCSI Async Message, event 0) as well.
+UaListener = Callable[[tuple[str, int], int, tuple[int, int]], None]
+
+MAX_UA_PER_LUN = 8  # SPC-4 7.5 / SAM-5 5.14: a bounded queue per I_T_L nexus
+
+
+@dataclass
+class _NexusState:
+    """What the target remembers of one I_T nexus."""
+
+    nexus: Nexus
+    # Pending unit attentions per LUN, oldest first.
+    ua: dict[int, deque[tuple[int, int]]] = field(default_factory=dict)
+    # LUNs this nexus has addressed since it appeared (the rest still owe 29/00).
+    seen: set[int] = field(default_factory=set)
+    commands: int = 0
+
+
+class Target:
+    """One SCSI target device (SAM-5 4.6.4).
+
+    ``name``: the target's SCSI name (an iSCSI IQN).
+    ``port_groups``: the target port groups with their relative target ports;
+    default: one group 1 holding port 1, active/optimized.
+    ``masking``: LUN masking hook; None shows every LUN to every nexus.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        port_groups: Iterable[TargetPortGroup] | None = None,
+        masking: Masking | None = None,
+        ua_listener: UaListener | None = None,
+        implicit_transition_secs: int = 0,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.name = name
+        groups = list(port_groups) if port_groups is not None else [TargetPortGroup(1, [1])]
+        self.port_groups: dict[int, TargetPortGroup] = {g.group_id: g for g in groups}
+        self.luns: dict[int, LogicalUnit] = {}
+        self.masking = masking
+        self.ua_listener = ua_listener
+        self.implicit_transition_secs = implicit_transition_secs
+        self.log = logger or log
+        self._nexuses: dict[tuple[str, int], _NexusState] = {}
+        self._stats: dict[str, int] = {
+            "commands": 0,
+            "check_conditions": 0,
+            "reservation_conflicts": 0,
+            "unit_attentions": 0,
+            "bytes_in": 0,
+            "bytes_out": 0,
+            "lun_resets": 0,
+            "target_resets": 0,
+            "nexus_losses": 0,
+        }
+
+    # -- configuration at run time ---------------------------------------------
+
+    def add_lun(self, lun_id: int, lu: LogicalUnit) -> None:
+        """Present ``lu`` as ``lun_id``; every nexus that can see it gets
+        REPORTED LUNS DATA HAS CHANGED (SPC-4 6.33)."""
+        if lun_id in self.luns:
+            raise ValueError(f"LUN {lun_id} is in use")
+        if not 0 <= lun_id < 0x4000:
+            raise ValueError("LUN ids are 0..16383")
+        self.luns[lun_id] = lu
+        self.luns_changed()
+
+    def remove_lun(self, lun_id: int) -> LogicalUnit:
+        lu = self.luns.pop(lun_id)
+        for st in self._nexuses.values():
+            st.ua.pop(lun_id, None)
+            st.seen.discard(lun_id)
+        self.luns_changed()
+        return lu
+
+    def set_masking(self, masking: Masking | None) -> None:
+        self.masking = masking
+        self.luns_changed()
+
+    def luns_changed(self, affected: Callable[[Nexus], bool] | None = None) -> None:
+        """Queue REPORTED LUNS DATA HAS CHANGED (3F/0E) on the nexuses ``affected``
+        selects (all by default), on every LUN they can see.  The fabric calls
+        this after changing what its masking hook returns."""
+        for st in self._nexuses.values():
+            if affected is None or affected(st.nexus):
+                for lun in self.visible_luns(st.nexus):
+                    self._queue_ua(st, lun, Asc.REPORTED_LUNS_DATA_HAS_CHANGED)
+
+    def visible_luns(self, nexus: Nexus) -> list[int]:
+        """The LUN ids ``nexus`` may address, ascending."""
+        if self.masking is None:
+            return sorted(self.luns)
+        allowed = self.masking(nexus)
+        if allowed is None:
+            return sorted(self.luns)
+        return sorted(lun for lun in self.luns if lun in allowed)
+
+    def _lookup(self, nexus: Nexus, lun: int) -> LogicalUnit | None:
+        lu = self.luns.get(lun)
+        if lu is None:
+            return None
+        if self.masking is not None:
+            allowed = self.masking(nexus)
+            if allowed is not None and lun not in allowed:
+                return None
+        return lu
+
+    # -- ALUA --------------------------------------------------------------------
+
+    def alua_state(self, tpg: int, lu: LogicalUnit | None = None) -> AluaState:
+        if lu is not None and tpg in lu.alua_override:
+            return AluaState(lu.alua_override[tpg])
+        g = self.port_groups.get(tpg)
+        return g.state if g is not None else AluaState.UNAVAILABLE
+
+    def set_alua_state(
+        self,
+        group: int,
+        state: AluaState | int | str,
+        *,
+        lun: int | None = None,
+        explicit: bool = False,
+    ) -> None:
+        """Change the access state of target port group ``group`` (for all LUs, or
+        only for ``lun``) and queue ASYMMETRIC ACCESS STATE CHANGED (2A/06) on
+        every I_T nexus of the affected LUs (SPC-4 5.15.2.7)."""
+        if isinstance(state, str):
+            state = AluaState.parse(state)
+        state = AluaState(state)
+        g = self.port_groups.get(group)
+        if g is None:
+            raise KeyError(f"no target port group {group}")
+        if lun is None:
+            changed = g.state != state
+            g.state = state
+            for lu in self.luns.values():
+                lu.alua_override.pop(group, None)
+            affected = list(self.luns)
+        else:
+            lu = self.luns[lun]
+            changed = self.alua_state(group, lu) != state
+            lu.alua_override[group] = int(state)
+            affected = [lun]
+        g.status_code = 1 if explicit else 2
+        if not changed:
+            return
+        self.log.info(
+            "ALUA state of group %d is now %s",
+            group,
+            state.name,
+            extra={"tpg": group, "lun": lun},
+        )
+        for st in self._nexuses.values():
+            for lun_id in affected:
+                self._queue_ua(st, lun_id, Asc.ASYMMETRIC_ACCESS_STATE_CHANGED)
+
+    # -- unit attentions --------------------------------------------------------
+
+    def _queue_ua(self, st: _NexusState, lun: int, code: tuple[int, int]) -> None:
+        q = st.ua.setdefault(lun, deque())
+        if code in q:
+            return
+        if len(q) >= MAX_UA_PER_LUN:
+            q.popleft()
+        q.append(code)
+        if self.ua_listener is not None:
+            self.ua_listener(st.nexus.key, lun, code)
+
+    def queue_ua(
+        self, lun: int, code: tuple[int, int], *, nexus_keys: Iterable[tuple[str, int]] | None
+    ) -> None:
+        """Queue unit attention ``code`` for ``lun`` on the given nexuses (all if None)."""
+        keys = set(nexus_keys) if nexus_keys is not None else None
+        for key, st in self._nexuses.items():
+            if keys is None or key in keys:
+                self._queue_ua(st, lun, code)
+
+    def _nexus(self, nexus: Nexus) -> _NexusState:
+        st = self._nexuses.get(nexus.key)
+        if st is None or st.nexus != nexus:
+            st = _NexusState(nexus)
+            self._nexuses[nexus.key] = st
+        return st
+
+    def pending_unit_attentions(self, nexus: Nexus, lun: int) -> list[tuple[int, int]]:
+        st = self._nexuses.get(nexus.key)
+        if st is None:
+            return [Asc.POWER_ON_RESET]
+        q = list(st.ua.get(lun, ()))
+        if lun not in st.seen:
+            q.insert(0, Asc.POWER_ON_RESET)
+        return q
+
+    def _take_ua(self, st: _NexusState, lun: int) -> tuple[int, int] | None:
+        if lun not in st.seen:
+            st.seen.add(lun)
+            # A fresh nexus starts with POWER ON, RESET, OR BUS DEVICE RESET
+            # OCCURRED, which supersedes anything queued before (SAM-5 5.14).
+            st.ua.pop(lun, None)
+            return Asc.POWER_ON_RESET
+        q = st.ua.get(lun)
+        if q:
+            code = q.popleft()
+            if not q:
+                del st.ua[lun]
+            return code
+        return None
+
+    def clear_ua(self, nexus: Nexus, lun: int, code: tuple[int, int] | None = None) -> None:
+        st = self._nexuses.get(nexus.key)
+        if st is None:
+            return
+        st.seen.add(lun)
+        q = st.ua.get(lun)
+        if q is None:
+            return
+        if code is None:
+            q.clear()
+        else:
+            while code in q:
+                q.remove(code)
+        if not q:
+            del st.ua[lun]
+
+    # -- task management ---------------------------------------------------------
+
+    def i_t_nexus_loss(self, nexus: Nexus) -> None:
+        """The nexus is gone (session closed, connection dropped at ERL 0).
+
+        SPC-2 reservations it held are released; persistent reservations and
+        registrations stay (SPC-4 5.9.1).  Commands still running for it are the
+        transport's to cancel."""
+        self._stats["nexus_losses"] += 1
+        self._nexuses.pop(nexus.key, None)
+        for lu in self.luns.values():
+            if lu.reserved_by == nexus.key:
+                lu.reserved_by = None
+
+    def lun_reset(self, lun: int, nexus: Nexus | None = None) -> bool:
+        """LOGICAL UNIT RESET (SAM-5 7.7): releases the SPC-2 reservation and
+        queues 29/03 on every nexus.  False if there is no such LUN."""
+        lu = self.luns.get(lun)
+        if lu is None or (nexus is not None and self._lookup(nexus, lun) is None):
+            return False
+        self._stats["lun_resets"] += 1
+        self._reset_lu(lun, lu, Asc.BUS_DEVICE_RESET_OCCURRED)
+        return True
+
+    def target_reset(self, nexus: Nexus | None = None) -> None:
+        """TARGET RESET (warm or cold): every LU is reset; 29/00 everywhere."""
+        self._stats["target_resets"] += 1
+        for lun, lu in self.luns.items():
+            self._reset_lu(lun, lu, Asc.POWER_ON_RESET)
+
+    def _reset_lu(self, lun: int, lu: LogicalUnit, code: tuple[int, int]) -> None:
+        lu.reserved_by = None
+        lu.mode.reset()
+        for st in self._nexuses.values():
+            st.ua.pop(lun, None)
+            self._queue_ua(st, lun, code)
+
+    def abort_task_set(self, nexus: Nexus, lun: int) -> None:
+        """ABORT TASK SET / CLEAR TASK SET: the transport cancels the tasks; no
+        state is kept here per task (TAS=0: no other nexus is told)."""
+
+    # -- command path --------------------------------------------------------------
+
+    def data_out_length(self, cdb: bytes | memoryview, lun: int | None = None) -> int:
+        """Bytes the command moves to the target, from the CDB alone (so the
+        transport knows what to solicit).  Raises SenseError for a bad CDB."""
+        check_length(cdb)
+        op = cdb[0]
+        if op in commands.WRITE_OPS:
+            bs = self._block_size(lun)
+            r = parse_rw(cdb)
+            if op in (Op.WRITE_SAME_10, Op.WRITE_SAME_16):
+                if op == Op.WRITE_SAME_16 and cdb[1] & 0x01:  # NDOB
+                    return 0
+                return bs
+            if op == Op.COMPARE_AND_WRITE:
+                return 2 * r.blocks * bs
+            if op in commands.VERIFY_OPS:
+                return r.blocks * bs if (cdb[1] >> 1) & 3 in (1, 3) else 0
+            return r.blocks * bs
+        return parameter_list_length(cdb)
+
+    def _block_size(self, lun: int | None) -> int:
+        lu = self.luns.get(lun) if lun is not None else None
+        if lu is None and self.luns:
+            lu = self.luns[min(self.luns)]
+        return lu.block_size if lu is not None else 512
+
+    async def execute(
+        self,
+        nexus: Nexus,
+        lun: int,
+        cdb: bytes | memoryview,
+        data_out: memoryview | None,
+        *,
+        expected_in: int,
+    ) -> ScsiResult:
+        """Run one command.  Never raises for a bad command: errors come back as
+        CHECK CONDITION with sense data, or RESERVATION CONFLICT."""
+        self._stats["commands"] += 1
+        st = self._nexus(nexus)
+        st.commands += 1
+        try:
+            result = await self._execute(st, nexus, lun, cdb, data_out, expected_in)
+        except SenseError as exc:
+            self._stats["check_conditions"] += 1
+            if exc.key == SenseKey.UNIT_ATTENTION:
+                self._stats["unit_attentions"] += 1
+            self.log.debug(
+                "CHECK CONDITION %x/%02x/%02x for opcode %#04x",
+                exc.key,
+                exc.asc,
+                exc.ascq,
+                cdb[0] if cdb else -1,
+                extra={"initiator": nexus.initiator_port, "lun": lun},
+            )
+            return ScsiResult(Status.CHECK_CONDITION, sense=exc.to_bytes())
+        except commands.ReservationConflict:
+            self._stats["reservation_conflicts"] += 1
+            return ScsiResult(Status.RESERVATION_CONFLICT)
+        if result.status == Status.GOOD:
+            self._stats["bytes_in"] += result.data_length
+            if data_out is not None:
+                self._stats["bytes_out"] += len(data_out)
+        return result
+
+    async def _execute(
+        self,
+        st: _NexusState,
+        nexus: Nexus,
+        lun: int,
+        cdb: bytes | memoryview,
+        data_out: memoryview | None,
+        expected_in: int,
+    ) -> ScsiResult:
+        if not cdb:
+            raise SenseError.illegal(Asc.INVALID_COMMAND_OPERATION_CODE)
+        op = cdb[0]
+        lu = self._lookup(nexus, lun)
+        if lu is None:
+            # SPC-4 4.5.2: INQUIRY to an absent LU answers with peripheral
+            # qualifier 011b; REPORT LUNS and REQUEST SENSE still work.
+            if op in (Op.INQUIRY, Op.REPORT_LUNS, Op.REQUEST_SENSE):
+                return await commands.run_no_lu(self, st, nexus, lun, cdb)
+            raise SenseError.illegal(Asc.LOGICAL_UNIT_NOT_SUPPORTED)
+        # SAM-5 5.14: a pending unit attention is reported on any command but
+        # INQUIRY, REPORT LUNS and REQUEST SENSE.
+        if op not in (Op.INQUIRY, Op.REPORT_LUNS, Op.REQUEST_SENSE):
+            code = self._take_ua(st, lun)
+            if code is not None:
+                raise SenseError(SenseKey.UNIT_ATTENTION, *code)
+        check_access(self.alua_state(nexus.tpg, lu), cdb)
+        ctx = commands.Context(self, st, nexus, lun, lu, cdb, data_out, expected_in)
+        return await commands.dispatch(ctx)
+
+    # -- introspection -------------------------------------------------------------
+
+    def nexuses(self) -> list[Nexus]:
+        return [st.nexus for st in self._nexuses.values()]
+
+    def statistics(self) -> dict[str, object]:
+        return {
+            **self._stats,
+            "nexuses": len(self._nexuses),
+            "luns": {
+                lun: {"name": lu.name, **lu.stats, "registrations": len(lu.pr.registrations)}
+                for lun, lu in self.luns.items()
+            },
+            "port_groups": {gid: g.state.name for gid, g in self.port_groups.items()},
+        }
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "port_groups": [g.to_dict() for g in self.port_groups.values()],
+            "luns": {str(lun): lu.to_dict() for lun, lu in self.luns.items()},
+        }
+
+
+def check_condition(key: int, asc: int, ascq: int) -> ScsiResult:
+    return ScsiResult(Status.CHECK_CONDITION, sense=build_fixed_sense(key, asc, ascq))
