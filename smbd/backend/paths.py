@@ -1,0 +1,75 @@
+"""SMB path names -> share-relative components ([MS-FSCC] 2.1.5, [MS-SMB2] 3.3.5.9).
+
+Pure: no I/O. A client sends a path relative to the share root, components separated by
+backslashes, in the case it wants. What comes out is a tuple of components that are safe to
+hand, one at a time, to ``openat``-style calls: no empty, ``.`` or ``..`` component, no slash,
+no NUL, nothing NTFS would refuse, and at most 255 bytes of UTF-8 each.
+"""
+
+from __future__ import annotations
+
+from smbd.backend.errors import BackendError
+from smbd.wire.status import NTStatus
+
+__all__ = [
+    "MAX_COMPONENT_BYTES",
+    "MAX_PATH_CHARS",
+    "Components",
+    "join_components",
+    "split_path",
+    "validate_component",
+]
+
+Components = tuple[str, ...]
+
+MAX_COMPONENT_BYTES = 255
+MAX_PATH_CHARS = 32767
+
+# [MS-FSCC] 2.1.5.2: characters a file name component may not contain. ':' is the stream
+# separator; streams other than the unnamed data stream are not supported.
+_INVALID_CHARS = frozenset('"*/:<>?\\|') | frozenset(chr(c) for c in range(0x20))
+
+_DEFAULT_STREAM = "::$DATA"
+
+
+def validate_component(name: str) -> str:
+    """Check one component; returns it unchanged or raises OBJECT_NAME_INVALID."""
+    if not name or name in (".", ".."):
+        raise BackendError(NTStatus.OBJECT_NAME_INVALID, f"bad component {name!r}")
+    if any(ch in _INVALID_CHARS for ch in name):
+        raise BackendError(NTStatus.OBJECT_NAME_INVALID, f"invalid character in {name!r}")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogate from bad UTF-16
+        raise BackendError(NTStatus.OBJECT_NAME_INVALID, "name is not valid UTF-16") from exc
+    if len(encoded) > MAX_COMPONENT_BYTES:
+        raise BackendError(NTStatus.OBJECT_NAME_INVALID, "component longer than 255 bytes")
+    return name
+
+
+def split_path(path: str) -> Components:
+    """Split an SMB2 CREATE name into components.
+
+    The empty name is the share root. A leading backslash is INVALID_PARAMETER (3.3.5.9:
+    names are relative to the share); a single trailing backslash is tolerated (Windows
+    clients send ``dir\\`` for directories); ``file::$DATA`` names the file itself. Anything
+    else that could leave the share or name a non-NTFS component is OBJECT_NAME_INVALID.
+    """
+    if not path:
+        return ()
+    if len(path) > MAX_PATH_CHARS:
+        raise BackendError(NTStatus.OBJECT_NAME_INVALID, "path too long")
+    if path[0] == "\\":
+        raise BackendError(NTStatus.INVALID_PARAMETER, "path starts with a backslash")
+    if path.endswith(_DEFAULT_STREAM):
+        path = path[: -len(_DEFAULT_STREAM)]
+    if path.endswith("\\"):
+        path = path[:-1]
+    if not path:
+        return ()
+    return tuple(validate_component(c) for c in path.split("\\"))
+
+
+def join_components(components: Components) -> str:
+    """Back to the SMB form (backslashes), e.g. for logs and open lists."""
+    return "\\".join(components)

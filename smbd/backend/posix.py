@@ -1,0 +1,867 @@
+"""The POSIX share backend: every path confined to the share root, I/O off the event loop.
+
+Confinement. A path is resolved one component at a time from a directory fd of the share
+root: each intermediate directory is opened with ``openat(dirfd, name, O_PATH | O_DIRECTORY
+| O_NOFOLLOW)`` and the final component with ``O_NOFOLLOW`` too, so a symlink anywhere in
+the path is refused (ELOOP/ENOTDIR) by the kernel at the moment of the lookup. The
+alternative, ``realpath()`` and a containment check, is racy: between the check and the
+``open()`` a client with a second connection (or a local user) can swap a directory for a
+symlink to ``/``. Walking with dir fds has no such window, because every lookup is relative
+to an fd that already points inside the share and no lookup ever follows a link. The cost is
+one ``openat`` per component, which is cheap next to a network round trip. Symlinks inside
+the share are therefore not followed at all (Samba's ``wide links = no`` plus ``follow
+symlinks = no``); enumeration leaves them out. ``..``, ``.``, empty components, absolute
+names, NULs and NTFS-invalid characters never reach the kernel (see :mod:`.paths`).
+
+Opening an existing name is done in two steps: ``O_PATH | O_NOFOLLOW`` gives an fd for
+whatever the name is without side effects, ``fstat`` checks it is a regular file or a
+directory (never a device, FIFO or socket, whose open could block or act), and the file is
+then reopened through ``/proc/self/fd/N`` with the access it needs -- the same inode,
+whatever happens to the name meanwhile.
+
+Threads. Every call that can block runs in ``trio.to_thread.run_sync`` under the share
+server's ``CapacityLimiter``; the ``*_sync`` methods are the thread bodies (and what unit
+tests call directly). OS errors leave as :class:`~smbd.backend.errors.BackendError`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import stat as st
+from collections.abc import Callable, Sequence
+from enum import IntEnum, IntFlag
+from pathlib import Path
+from typing import NamedTuple, TypeVar
+
+import trio
+
+from smbd.backend.attrs import (
+    DOSATTRIB_XATTR,
+    STORED_ATTRIBUTES,
+    FileAttributes,
+    decode_dosattrib,
+    encode_dosattrib,
+    filetime_to_ns,
+    ns_to_filetime,
+)
+from smbd.backend.errors import BackendError, os_errors, status_for_errno
+from smbd.backend.paths import Components, join_components
+from smbd.wire.status import NTStatus
+
+__all__ = [
+    "CreateAction",
+    "CreateOptions",
+    "Disposition",
+    "FileHandle",
+    "FileStat",
+    "FsInfo",
+    "OpenResult",
+    "PosixShare",
+]
+
+T = TypeVar("T")
+
+
+class Disposition(IntEnum):
+    """[MS-SMB2] 2.2.13 CreateDisposition."""
+
+    SUPERSEDE = 0
+    OPEN = 1
+    CREATE = 2
+    OPEN_IF = 3
+    OVERWRITE = 4
+    OVERWRITE_IF = 5
+
+
+class CreateAction(IntEnum):
+    """[MS-SMB2] 2.2.14 CreateAction."""
+
+    SUPERSEDED = 0
+    OPENED = 1
+    CREATED = 2
+    OVERWRITTEN = 3
+
+
+class CreateOptions(IntFlag):
+    """[MS-SMB2] 2.2.13 CreateOptions (the ones the backend acts on)."""
+
+    DIRECTORY_FILE = 0x00000001
+    WRITE_THROUGH = 0x00000002
+    NON_DIRECTORY_FILE = 0x00000040
+    DELETE_ON_CLOSE = 0x00001000
+
+
+class FileStat(NamedTuple):
+    """What QUERY_INFO and QUERY_DIRECTORY report about a file; times are FILETIMEs."""
+
+    creation_time: int
+    last_access_time: int
+    last_write_time: int
+    change_time: int
+    allocation_size: int
+    end_of_file: int
+    attributes: int
+    file_id: int
+    dev: int
+    nlink: int
+    is_dir: bool
+
+
+class FsInfo(NamedTuple):
+    total_units: int
+    free_units: int  # available to the server's user
+    bytes_per_unit: int
+    name_max: int
+    volume_serial: int
+
+
+class FileHandle:
+    """One open backend file. ``components`` follows renames made through this share."""
+
+    __slots__ = ("components", "dev", "fd", "ino", "is_dir", "writable")
+
+    def __init__(
+        self, fd: int, components: Components, *, is_dir: bool, dev: int, ino: int, writable: bool
+    ) -> None:
+        self.fd = fd
+        self.components = components
+        self.is_dir = is_dir
+        self.dev = dev
+        self.ino = ino
+        self.writable = writable
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.dev, self.ino)
+
+    def __repr__(self) -> str:
+        return f"<FileHandle fd={self.fd} {join_components(self.components)!r}>"
+
+
+class OpenResult(NamedTuple):
+    handle: FileHandle
+    action: CreateAction
+
+
+# -- libc calls Python does not wrap ---------------------------------------------------------
+
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+FALLOC_FL_ZERO_RANGE = 0x10
+RENAME_NOREPLACE = 0x1
+AT_FDCWD = -100
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_fallocate = _libc.fallocate
+_fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+_fallocate.restype = ctypes.c_int
+_renameat2 = getattr(_libc, "renameat2", None)
+if _renameat2 is not None:
+    _renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    _renameat2.restype = ctypes.c_int
+
+
+def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    """fallocate(2) with flags (``os.posix_fallocate`` has none)."""
+    if _fallocate(fd, mode, offset, length) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def rename_noreplace(src_dir: int, src: str, dst_dir: int, dst: str) -> None:
+    """renameat2(RENAME_NOREPLACE): atomically fails with EEXIST when ``dst`` exists."""
+    if _renameat2 is None:
+        raise OSError(errno.ENOSYS, "renameat2 not available")
+    if _renameat2(src_dir, os.fsencode(src), dst_dir, os.fsencode(dst), RENAME_NOREPLACE) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+_O_CLOEXEC = os.O_CLOEXEC
+_O_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC
+_O_DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC
+_RW_CHUNK = 1 << 30  # largest single preadv/pwritev the kernel does in one go anyway
+
+
+class PosixShare:
+    """A share rooted at a local directory."""
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        read_only: bool = False,
+        limiter: trio.CapacityLimiter | None = None,
+        hide_dot_files: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.read_only = read_only
+        self.hide_dot_files = hide_dot_files
+        self._limiter = limiter if limiter is not None else trio.CapacityLimiter(16)
+        with os_errors(f"share root {self.root}"):
+            self._root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | _O_CLOEXEC)
+        self._xattrs = True  # cleared the first time the filesystem refuses user xattrs
+        self._root_dev = os.fstat(self._root_fd).st_dev
+
+    def close(self) -> None:
+        if self._root_fd >= 0:
+            os.close(self._root_fd)
+            self._root_fd = -1
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run a blocking backend call in a worker thread under the share's limiter."""
+        try:
+            return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        except OSError as exc:  # a *_sync body missed one: still never escapes raw
+            raise BackendError(status_for_errno(exc.errno), str(exc)) from exc
+
+    # -- path resolution ------------------------------------------------------------------
+
+    def _walk(self, components: Sequence[str]) -> int:
+        """An O_PATH fd of the directory ``components`` names (caller closes it).
+
+        A missing or non-directory intermediate (symlinks included) is OBJECT_PATH_NOT_FOUND.
+        """
+        fd = os.dup(self._root_fd)
+        try:
+            for name in components:
+                try:
+                    nfd = os.open(name, _O_DIR_PATH, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                        raise BackendError(NTStatus.OBJECT_PATH_NOT_FOUND, name) from exc
+                    raise BackendError(status_for_errno(exc.errno), name) from exc
+                os.close(fd)
+                fd = nfd
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _reopen(self, pfd: int, flags: int) -> int:
+        return os.open(f"/proc/self/fd/{pfd}", flags | _O_CLOEXEC)
+
+    # -- create / open --------------------------------------------------------------------
+
+    def open_sync(
+        self,
+        components: Components,
+        disposition: Disposition,
+        options: int,
+        *,
+        want_write: bool,
+        attributes: int = 0,
+        now_ns: int | None = None,
+    ) -> OpenResult:
+        """Open or create per [MS-FSA] 2.1.5.1 (CreateDisposition, DIRECTORY_FILE,
+        NON_DIRECTORY_FILE). ``want_write`` opens the fd read-write. Sharing and access
+        policy is the caller's; this only does what the filesystem has to."""
+        opts = CreateOptions(options & 0x1043)
+        want_dir = bool(opts & CreateOptions.DIRECTORY_FILE)
+        if want_dir and opts & CreateOptions.NON_DIRECTORY_FILE:
+            raise BackendError(NTStatus.INVALID_PARAMETER, "DIRECTORY_FILE and NON_DIRECTORY_FILE")
+        if want_dir and disposition not in (
+            Disposition.OPEN,
+            Disposition.CREATE,
+            Disposition.OPEN_IF,
+        ):
+            raise BackendError(NTStatus.INVALID_PARAMETER, "directory with overwrite disposition")
+        if not components:
+            return self._open_root(disposition, opts)
+        parent = self._walk(components[:-1])
+        try:
+            for _attempt in range(4):  # a create/delete race with another client retries
+                result = self._open_in(
+                    parent, components, disposition, opts, want_write, attributes, now_ns
+                )
+                if result is not None:
+                    return result
+            raise BackendError(NTStatus.SHARING_VIOLATION, "name keeps changing under us")
+        finally:
+            os.close(parent)
+
+    def _open_root(self, disposition: Disposition, opts: CreateOptions) -> OpenResult:
+        if opts & CreateOptions.NON_DIRECTORY_FILE:
+            raise BackendError(NTStatus.FILE_IS_A_DIRECTORY, "share root")
+        if disposition == Disposition.CREATE:
+            raise BackendError(NTStatus.OBJECT_NAME_COLLISION, "share root")
+        if disposition not in (Disposition.OPEN, Disposition.OPEN_IF):
+            raise BackendError(NTStatus.INVALID_PARAMETER, "share root")
+        with os_errors("open root"):
+            fd = self._reopen(self._root_fd, os.O_RDONLY | os.O_DIRECTORY)
+            s = os.fstat(fd)
+        return OpenResult(
+            FileHandle(fd, (), is_dir=True, dev=s.st_dev, ino=s.st_ino, writable=False),
+            CreateAction.OPENED,
+        )
+
+    def _open_in(
+        self,
+        parent: int,
+        components: Components,
+        disposition: Disposition,
+        opts: CreateOptions,
+        want_write: bool,
+        attributes: int,
+        now_ns: int | None,
+    ) -> OpenResult | None:
+        name = components[-1]
+        try:
+            pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | _O_CLOEXEC, dir_fd=parent)
+        except FileNotFoundError:
+            return self._create_in(parent, components, disposition, opts, attributes, now_ns)
+        except OSError as exc:
+            raise BackendError(status_for_errno(exc.errno), name) from exc
+        try:
+            s = os.fstat(pfd)
+            if disposition == Disposition.CREATE:
+                raise BackendError(NTStatus.OBJECT_NAME_COLLISION, name)
+            if st.S_ISDIR(s.st_mode):
+                if opts & CreateOptions.NON_DIRECTORY_FILE:
+                    raise BackendError(NTStatus.FILE_IS_A_DIRECTORY, name)
+                if disposition not in (Disposition.OPEN, Disposition.OPEN_IF):
+                    raise BackendError(NTStatus.FILE_IS_A_DIRECTORY, name)
+                with os_errors(name):
+                    fd = self._reopen(pfd, os.O_RDONLY | os.O_DIRECTORY)
+                return OpenResult(
+                    FileHandle(
+                        fd, components, is_dir=True, dev=s.st_dev, ino=s.st_ino, writable=False
+                    ),
+                    CreateAction.OPENED,
+                )
+            if not st.S_ISREG(s.st_mode):
+                # symlinks (never followed), devices, FIFOs, sockets
+                raise BackendError(NTStatus.ACCESS_DENIED, f"{name}: not a regular file")
+            if opts & CreateOptions.DIRECTORY_FILE:
+                raise BackendError(NTStatus.NOT_A_DIRECTORY, name)
+            truncate = disposition in (
+                Disposition.SUPERSEDE,
+                Disposition.OVERWRITE,
+                Disposition.OVERWRITE_IF,
+            )
+            writable = want_write or truncate
+            if writable and self.read_only:
+                raise BackendError(NTStatus.ACCESS_DENIED, "read-only share")
+            with os_errors(name):
+                fd = self._reopen(pfd, os.O_RDWR if writable else os.O_RDONLY)
+            try:
+                action = CreateAction.OPENED
+                if truncate:
+                    with os_errors(name):
+                        os.ftruncate(fd, 0)
+                    self._store_dosattrib(
+                        fd, (attributes & STORED_ATTRIBUTES) | FileAttributes.ARCHIVE, None
+                    )
+                    action = (
+                        CreateAction.SUPERSEDED
+                        if disposition == Disposition.SUPERSEDE
+                        else CreateAction.OVERWRITTEN
+                    )
+                    if attributes & FileAttributes.READONLY:
+                        os.fchmod(fd, s.st_mode & ~0o222 & 0o7777)
+            except BaseException:
+                os.close(fd)
+                raise
+            return OpenResult(
+                FileHandle(
+                    fd, components, is_dir=False, dev=s.st_dev, ino=s.st_ino, writable=writable
+                ),
+                action,
+            )
+        finally:
+            os.close(pfd)
+
+    def _create_in(
+        self,
+        parent: int,
+        components: Components,
+        disposition: Disposition,
+        opts: CreateOptions,
+        attributes: int,
+        now_ns: int | None,
+    ) -> OpenResult | None:
+        name = components[-1]
+        if disposition in (Disposition.OPEN, Disposition.OVERWRITE):
+            raise BackendError(NTStatus.OBJECT_NAME_NOT_FOUND, name)
+        if self.read_only:
+            raise BackendError(NTStatus.ACCESS_DENIED, "read-only share")
+        creation = ns_to_filetime(now_ns) if now_ns is not None else 0
+        try:
+            if opts & CreateOptions.DIRECTORY_FILE:
+                os.mkdir(name, 0o777, dir_fd=parent)
+                fd = os.open(name, _O_DIR_READ, dir_fd=parent)
+                is_dir = True
+                stored = attributes & STORED_ATTRIBUTES & ~FileAttributes.ARCHIVE
+            else:
+                fd = os.open(
+                    name,
+                    os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW | _O_CLOEXEC,
+                    0o666,
+                    dir_fd=parent,
+                )
+                is_dir = False
+                stored = (attributes & STORED_ATTRIBUTES) | FileAttributes.ARCHIVE
+        except FileExistsError:
+            if disposition == Disposition.CREATE:
+                raise BackendError(NTStatus.OBJECT_NAME_COLLISION, name) from None
+            return None  # created by someone else meanwhile: open it instead
+        except OSError as exc:
+            raise BackendError(status_for_errno(exc.errno), name) from exc
+        try:
+            s = os.fstat(fd)
+            self._store_dosattrib(fd, stored, creation or ns_to_filetime(s.st_mtime_ns))
+            if attributes & FileAttributes.READONLY and not is_dir:
+                os.fchmod(fd, s.st_mode & ~0o222 & 0o7777)
+        except BaseException:
+            os.close(fd)
+            raise
+        return OpenResult(
+            FileHandle(
+                fd, components, is_dir=is_dir, dev=s.st_dev, ino=s.st_ino, writable=not is_dir
+            ),
+            CreateAction.CREATED,
+        )
+
+    async def open(
+        self,
+        components: Components,
+        disposition: Disposition,
+        options: int,
+        *,
+        want_write: bool,
+        attributes: int = 0,
+        now_ns: int | None = None,
+    ) -> OpenResult:
+        def body() -> OpenResult:
+            return self.open_sync(
+                components,
+                disposition,
+                options,
+                want_write=want_write,
+                attributes=attributes,
+                now_ns=now_ns,
+            )
+
+        return await self.run(body)
+
+    def close_sync(self, handle: FileHandle) -> None:
+        if handle.fd >= 0:
+            fd, handle.fd = handle.fd, -1
+            os.close(fd)
+
+    async def close_handle(self, handle: FileHandle) -> None:
+        await self.run(self.close_sync, handle)
+
+    # -- attributes -----------------------------------------------------------------------
+
+    def _load_dosattrib(self, fd: int, name_path: str | None = None) -> tuple[int, int] | None:
+        if not self._xattrs:
+            return None
+        try:
+            if name_path is None:
+                blob = os.getxattr(fd, DOSATTRIB_XATTR)
+            else:
+                blob = os.getxattr(name_path, DOSATTRIB_XATTR, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                self._xattrs = False
+            return None
+        return decode_dosattrib(blob)
+
+    def _store_dosattrib(self, fd: int, attributes: int, creation: int | None) -> None:
+        if not self._xattrs:
+            return
+        if creation is None:
+            old = self._load_dosattrib(fd)
+            creation = old[1] if old else 0
+        try:
+            os.setxattr(fd, DOSATTRIB_XATTR, encode_dosattrib(attributes, creation))
+        except OSError as exc:
+            if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                self._xattrs = False
+            elif exc.errno not in (errno.EPERM, errno.EACCES):
+                raise BackendError(status_for_errno(exc.errno), "store attributes") from exc
+
+    def _make_stat(self, s: os.stat_result, dos: tuple[int, int] | None, name: str) -> FileStat:
+        is_dir = st.S_ISDIR(s.st_mode)
+        if dos is not None:
+            attributes, creation = dos
+        else:
+            attributes, creation = (0 if is_dir else FileAttributes.ARCHIVE), 0
+        if not creation:
+            creation = ns_to_filetime(min(s.st_mtime_ns, s.st_ctime_ns))
+        if is_dir:
+            attributes = (attributes & ~(FileAttributes.ARCHIVE | FileAttributes.SPARSE_FILE)) | (
+                FileAttributes.DIRECTORY
+            )
+        elif not s.st_mode & 0o222:
+            attributes |= FileAttributes.READONLY
+        if self.hide_dot_files and name.startswith(".") and name not in (".", ".."):
+            attributes |= FileAttributes.HIDDEN
+        if not attributes:
+            attributes = FileAttributes.NORMAL
+        return FileStat(
+            creation_time=creation,
+            last_access_time=ns_to_filetime(s.st_atime_ns),
+            last_write_time=ns_to_filetime(s.st_mtime_ns),
+            change_time=ns_to_filetime(s.st_ctime_ns),
+            allocation_size=0 if is_dir else s.st_blocks * 512,
+            end_of_file=0 if is_dir else s.st_size,
+            attributes=int(attributes),
+            file_id=s.st_ino,
+            dev=s.st_dev,
+            nlink=s.st_nlink,
+            is_dir=is_dir,
+        )
+
+    def stat_sync(self, handle: FileHandle) -> FileStat:
+        with os_errors("fstat"):
+            s = os.fstat(handle.fd)
+        name = handle.components[-1] if handle.components else ""
+        return self._make_stat(s, self._load_dosattrib(handle.fd), name)
+
+    async def stat(self, handle: FileHandle) -> FileStat:
+        return await self.run(self.stat_sync, handle)
+
+    def stat_entry_sync(self, directory: FileHandle, name: str) -> FileStat | None:
+        """Stat one name of an open directory for enumeration; None for what a client cannot
+        open (symlinks, devices, vanished entries)."""
+        try:
+            s = os.stat(name, dir_fd=directory.fd, follow_symlinks=False)
+        except OSError:
+            return None
+        if not (st.S_ISREG(s.st_mode) or st.S_ISDIR(s.st_mode)):
+            return None
+        dos = self._load_dosattrib(directory.fd, f"/proc/self/fd/{directory.fd}/{name}")
+        return self._make_stat(s, dos, name)
+
+    def set_basic_sync(
+        self,
+        handle: FileHandle,
+        *,
+        creation_time: int = 0,
+        last_access_time: int = 0,
+        last_write_time: int = 0,
+        attributes: int = 0,
+    ) -> None:
+        """FileBasicInformation ([MS-FSA] 2.1.5.14.2): 0 means leave unchanged (-1 and -2,
+        which stop automatic updates, are treated the same). ChangeTime cannot be set on
+        POSIX and is ignored."""
+        with os_errors("set basic info"):
+            s = os.fstat(handle.fd)
+            if last_access_time > 0 or last_write_time > 0:
+                atime = filetime_to_ns(last_access_time) if last_access_time > 0 else s.st_atime_ns
+                mtime = filetime_to_ns(last_write_time) if last_write_time > 0 else s.st_mtime_ns
+                os.utime(handle.fd, ns=(atime, mtime))
+            if attributes or creation_time > 0:
+                dos = self._load_dosattrib(handle.fd)
+                stored, creation = (
+                    dos if dos else (0 if handle.is_dir else FileAttributes.ARCHIVE, 0)
+                )
+                if attributes:
+                    stored = (stored & FileAttributes.SPARSE_FILE) | (
+                        attributes & STORED_ATTRIBUTES
+                    )
+                    if not handle.is_dir:
+                        ro = bool(attributes & FileAttributes.READONLY)
+                        mode = s.st_mode & 0o7777
+                        new_mode = (mode & ~0o222) if ro else (mode | 0o200)
+                        if new_mode != mode:
+                            os.fchmod(handle.fd, new_mode)
+                if creation_time > 0:
+                    creation = creation_time
+                self._store_dosattrib(handle.fd, stored, creation)
+
+    def set_sparse_sync(self, handle: FileHandle, sparse: bool) -> None:
+        """FSCTL_SET_SPARSE: only the attribute changes; the data stays as it is (holes are
+        kept either way, and a non-sparse file never gets holes punched by SET_ZERO_DATA)."""
+        dos = self._load_dosattrib(handle.fd)
+        stored, creation = dos if dos else (FileAttributes.ARCHIVE, 0)
+        stored = (
+            (stored | FileAttributes.SPARSE_FILE)
+            if sparse
+            else (stored & ~FileAttributes.SPARSE_FILE)
+        )
+        self._store_dosattrib(handle.fd, stored, creation)
+
+    def is_sparse_sync(self, handle: FileHandle) -> bool:
+        dos = self._load_dosattrib(handle.fd)
+        return bool(dos and dos[0] & FileAttributes.SPARSE_FILE)
+
+    # -- data -----------------------------------------------------------------------------
+
+    def read_into_sync(self, handle: FileHandle, buf: memoryview, offset: int) -> int:
+        """Fill ``buf`` from ``offset``; returns the byte count (short only at end of file)."""
+        done = 0
+        with os_errors("read"):
+            while done < len(buf):
+                n = os.preadv(handle.fd, [buf[done : done + _RW_CHUNK]], offset + done)
+                if n == 0:
+                    break
+                done += n
+        return done
+
+    async def read_into(self, handle: FileHandle, buf: memoryview, offset: int) -> int:
+        return await self.run(self.read_into_sync, handle, buf, offset)
+
+    def write_sync(
+        self, handle: FileHandle, data: memoryview, offset: int, *, sync: bool = False
+    ) -> int:
+        """Write all of ``data`` at ``offset``; with ``sync`` also fdatasync before returning.
+        Writing past the end leaves a hole: the file stays sparse."""
+        done = 0
+        with os_errors("write"):
+            while done < len(data):
+                n = os.pwritev(handle.fd, [data[done : done + _RW_CHUNK]], offset + done)
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, "short write")
+                done += n
+            if sync:
+                os.fdatasync(handle.fd)
+        return done
+
+    async def write(
+        self, handle: FileHandle, data: memoryview, offset: int, *, sync: bool = False
+    ) -> int:
+        def body() -> int:
+            return self.write_sync(handle, data, offset, sync=sync)
+
+        return await self.run(body)
+
+    def flush_sync(self, handle: FileHandle) -> None:
+        with os_errors("fsync"):
+            os.fsync(handle.fd)
+
+    async def flush(self, handle: FileHandle) -> None:
+        await self.run(self.flush_sync, handle)
+
+    def set_end_of_file_sync(self, handle: FileHandle, size: int) -> None:
+        """Truncate or extend; an extension is a hole (no blocks allocated)."""
+        with os_errors("ftruncate"):
+            os.ftruncate(handle.fd, size)
+
+    def set_allocation_sync(self, handle: FileHandle, size: int) -> None:
+        """[MS-FSA] 2.1.5.14.1 FileAllocationInformation: below the end of file truncates;
+        above it reserves blocks (fallocate KEEP_SIZE) unless the file is sparse."""
+        with os_errors("allocation"):
+            eof = os.fstat(handle.fd).st_size
+            if size < eof:
+                os.ftruncate(handle.fd, size)
+                return
+            if size > eof and not self.is_sparse_sync(handle):
+                try:
+                    fallocate(handle.fd, FALLOC_FL_KEEP_SIZE, 0, size)
+                except OSError as exc:
+                    if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS):
+                        raise
+
+    def zero_range_sync(self, handle: FileHandle, offset: int, end: int) -> None:
+        """FSCTL_SET_ZERO_DATA ([MS-FSA] 2.1.5.10.37): zero [offset, end) clipped to the end
+        of file. A sparse file gets a hole (PUNCH_HOLE|KEEP_SIZE); a non-sparse one stays
+        allocated (ZERO_RANGE, or written zeros where the filesystem has neither)."""
+        with os_errors("zero data"):
+            eof = os.fstat(handle.fd).st_size
+            end = min(end, eof)
+            if end <= offset:
+                return
+            modes = (
+                [FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE]
+                if self.is_sparse_sync(handle)
+                else [FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE]
+            )
+            for mode in modes:
+                try:
+                    fallocate(handle.fd, mode, offset, end - offset)
+                    return
+                except OSError as exc:
+                    if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS):
+                        raise
+            zeros = memoryview(bytes(min(end - offset, 1 << 20)))
+            pos = offset
+            while pos < end:
+                n = os.pwrite(handle.fd, zeros[: end - pos], pos)
+                pos += n
+
+    def allocated_ranges_sync(
+        self, handle: FileHandle, offset: int, length: int, max_ranges: int
+    ) -> tuple[list[tuple[int, int]], bool]:
+        """FSCTL_QUERY_ALLOCATED_RANGES via SEEK_DATA/SEEK_HOLE: the data ranges inside
+        [offset, offset+length), at most ``max_ranges``; the flag says more were left out."""
+        ranges: list[tuple[int, int]] = []
+        with os_errors("allocated ranges"):
+            eof = os.fstat(handle.fd).st_size
+            end = min(offset + length, eof)
+            pos = offset
+            while pos < end:
+                try:
+                    data = os.lseek(handle.fd, pos, os.SEEK_DATA)
+                except OSError as exc:
+                    if exc.errno == errno.ENXIO:  # no data after pos
+                        break
+                    raise
+                if data >= end:
+                    break
+                hole = min(os.lseek(handle.fd, data, os.SEEK_HOLE), end)
+                if len(ranges) == max_ranges:
+                    return ranges, True
+                ranges.append((data, hole - data))
+                pos = hole
+        return ranges, False
+
+    def copy_range_sync(
+        self, src: FileHandle, dst: FileHandle, src_offset: int, dst_offset: int, length: int
+    ) -> int:
+        """Server-side copy with copy_file_range (reflink/in-kernel copy where the filesystem
+        has it); falls back to pread/pwrite across filesystems. Returns bytes copied (short
+        only when the source ends)."""
+        done = 0
+        with os_errors("copy range"):
+            while done < length:
+                try:
+                    n = os.copy_file_range(
+                        src.fd, dst.fd, length - done, src_offset + done, dst_offset + done
+                    )
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                        raise
+                    n = self._copy_slow(
+                        src, dst, src_offset + done, dst_offset + done, length - done
+                    )
+                if n == 0:
+                    break
+                done += n
+        return done
+
+    def _copy_slow(self, src: FileHandle, dst: FileHandle, so: int, do: int, length: int) -> int:
+        buf = bytearray(min(length, 1 << 20))
+        n = os.preadv(src.fd, [buf], so)
+        if n:
+            os.pwrite(dst.fd, memoryview(buf)[:n], do)
+        return n
+
+    # -- namespace ------------------------------------------------------------------------
+
+    def _check_same(self, parent: int, name: str, handle: FileHandle) -> None:
+        """The name still refers to the handle's file (not a replacement or a symlink)."""
+        try:
+            s = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except OSError as exc:
+            raise BackendError(status_for_errno(exc.errno), name) from exc
+        if (s.st_dev, s.st_ino) != handle.key:
+            raise BackendError(NTStatus.FILE_RENAMED, f"{name} was replaced")
+
+    def rename_sync(self, handle: FileHandle, target: Components, replace: bool) -> None:
+        """[MS-FSA] 2.1.5.14.11 FileRenameInformation, confined like every other path."""
+        if not handle.components:
+            raise BackendError(NTStatus.ACCESS_DENIED, "cannot rename the share root")
+        if not target:
+            raise BackendError(NTStatus.OBJECT_NAME_INVALID, "empty rename target")
+        if self.read_only:
+            raise BackendError(NTStatus.ACCESS_DENIED, "read-only share")
+        if handle.is_dir and target[: len(handle.components)] == handle.components:
+            raise BackendError(NTStatus.INVALID_PARAMETER, "directory into itself")
+        src_dir = self._walk(handle.components[:-1])
+        try:
+            dst_dir = self._walk(target[:-1])
+            try:
+                self._check_same(src_dir, handle.components[-1], handle)
+                src, dst = handle.components[-1], target[-1]
+                if target == handle.components:
+                    return
+                try:
+                    existing = os.stat(dst, dir_fd=dst_dir, follow_symlinks=False)
+                except FileNotFoundError:
+                    existing = None
+                except OSError as exc:
+                    raise BackendError(status_for_errno(exc.errno), dst) from exc
+                if existing is not None and (existing.st_dev, existing.st_ino) != handle.key:
+                    if not replace:
+                        raise BackendError(NTStatus.OBJECT_NAME_COLLISION, dst)
+                    if st.S_ISDIR(existing.st_mode) or handle.is_dir:
+                        raise BackendError(
+                            NTStatus.ACCESS_DENIED, f"{dst}: cannot replace a directory"
+                        )
+                try:
+                    if existing is None:
+                        rename_noreplace(src_dir, src, dst_dir, dst)
+                    else:
+                        os.rename(src, dst, src_dir_fd=src_dir, dst_dir_fd=dst_dir)
+                except OSError as exc:
+                    if exc.errno == errno.EEXIST:
+                        raise BackendError(NTStatus.OBJECT_NAME_COLLISION, dst) from exc
+                    raise BackendError(status_for_errno(exc.errno), dst) from exc
+                handle.components = target
+            finally:
+                os.close(dst_dir)
+        finally:
+            os.close(src_dir)
+
+    def target_exists_sync(self, target: Components) -> tuple[int, int] | None:
+        """(dev, ino) of what ``target`` names now, or None (for the rename open check)."""
+        if not target:
+            return None
+        try:
+            parent = self._walk(target[:-1])
+        except BackendError:
+            return None
+        try:
+            s = os.stat(target[-1], dir_fd=parent, follow_symlinks=False)
+            return (s.st_dev, s.st_ino)
+        except OSError:
+            return None
+        finally:
+            os.close(parent)
+
+    def unlink_sync(self, handle: FileHandle) -> None:
+        """Remove the name of an open file or empty directory (delete-on-close)."""
+        if not handle.components:
+            raise BackendError(NTStatus.ACCESS_DENIED, "cannot delete the share root")
+        parent = self._walk(handle.components[:-1])
+        try:
+            name = handle.components[-1]
+            self._check_same(parent, name, handle)
+            with os_errors(name):
+                if handle.is_dir:
+                    os.rmdir(name, dir_fd=parent)
+                else:
+                    os.unlink(name, dir_fd=parent)
+        finally:
+            os.close(parent)
+
+    def is_empty_dir_sync(self, handle: FileHandle) -> bool:
+        with os_errors("scandir"), os.scandir(handle.fd) as it:
+            return next(iter(it), None) is None
+
+    def list_names_sync(self, handle: FileHandle) -> list[str]:
+        """The names in an open directory (without ``.`` and ``..``), in directory order.
+        Names that are not valid UTF-8 cannot be expressed to a client and are left out."""
+        with os_errors("listdir"):
+            names = os.listdir(handle.fd)
+        out = []
+        for n in names:
+            try:
+                n.encode("utf-8")
+            except UnicodeEncodeError:
+                continue
+            out.append(n)
+        return out
+
+    def fs_info_sync(self) -> FsInfo:
+        with os_errors("statvfs"):
+            v = os.statvfs(self._root_fd)
+        return FsInfo(
+            total_units=v.f_blocks,
+            free_units=v.f_bavail,
+            bytes_per_unit=v.f_frsize,
+            name_max=v.f_namemax,
+            volume_serial=self._root_dev & 0xFFFFFFFF,
+        )
