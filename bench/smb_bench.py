@@ -1,0 +1,449 @@
+"""SMB throughput of vmstor next to Samba, on this machine, in one run.
+
+    python3 -m bench.smb_bench                   # both servers, prints the ratio table
+    python3 -m bench.smb_bench --only samba      # Samba alone (vmstor column shows "-")
+    python3 -m bench.smb_bench --reps 5 --size-mib 1024 --depth 8
+
+Both servers run on loopback from temporary folders on the same file system (see
+interop/peers), and are measured one after the other with the same client files:
+
+- smbclient -m SMB3_11 ``put`` / ``get`` of one random file (1 GiB by default): plain
+  (--client-protection=off), signed (signing required: AES-GMAC) and encrypted
+  (AES-128-GCM); MB/s = 10^6 bytes per second of wall clock for the whole smbclient run
+  (connect, authenticate, transfer, close). Every ``get`` is compared with the source.
+- 4 KiB small files: smbclient ``mput`` of N files (create, write, close each) and ``mget``
+  of them back, in files per second.
+- A Python client (smbprotocol's low-level Open) doing 1 MiB WRITEs then 1 MiB READs of a
+  file with ``--depth`` requests in flight on one connection; READ data is checked.
+
+Each figure is the median of ``--reps`` runs after one untimed warm-up run. vmstor runs
+with ``require_signing = false`` so that "plain" means the same on both servers (Samba's
+default is ``server signing = auto``). Loopback on a shared 2-core VM is noisy: compare
+the ratio within one run, not figures across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from interop.peers import Endpoint, PeerError
+from interop.peers.tools import smbclient
+
+MODES = ("plain", "sign", "encrypt")
+MiB = 1 << 20
+
+
+@dataclass
+class Metric:
+    key: str
+    label: str
+    unit: str
+    values: dict[str, list[float]] = field(default_factory=dict)  # server kind -> samples
+
+    def median(self, kind: str) -> float | None:
+        v = self.values.get(kind)
+        return statistics.median(v) if v else None
+
+
+@dataclass
+class Options:
+    size: int
+    reps: int
+    small_files: int
+    small_size: int
+    depth: int
+    py_protection: str
+    workdir: Path
+    verbose: bool
+
+
+def _log(opts: Options, text: str) -> None:
+    if opts.verbose:
+        print(f"# {text}", file=sys.stderr, flush=True)
+
+
+def _sync() -> None:
+    """Flush dirty pages so one transfer's writeback does not land in the next one's time."""
+    os.sync()
+
+
+# -- smbclient bulk and small files ---------------------------------------------------------
+
+
+def _protection(mode: str) -> str:
+    return "off" if mode == "plain" else mode
+
+
+def bench_smbclient_bulk(
+    ep: Endpoint, opts: Options, src: Path, digest: str, out: dict[str, Metric]
+) -> None:
+    back = opts.workdir / "back.bin"
+    name = "bench-bulk.bin"
+    for mode in MODES:
+        prot = _protection(mode)
+        put = out[f"put-{mode}"].values.setdefault(ep.kind, [])
+        get = out[f"get-{mode}"].values.setdefault(ep.kind, [])
+        for rep in range(opts.reps + 1):  # rep 0 is the untimed warm-up
+            _sync()
+            r = smbclient(ep, f'put "{src}" {name}', protection=prot, timeout=1200)
+            back.unlink(missing_ok=True)
+            _sync()
+            g = smbclient(ep, f'get {name} "{back}"', protection=prot, timeout=1200)
+            if back.stat().st_size != opts.size or _sha256(back) != digest:
+                raise PeerError(f"{ep.kind}: {mode} get returned different bytes")
+            back.unlink()
+            if rep:
+                put.append(opts.size / r.seconds / 1e6)
+                get.append(opts.size / g.seconds / 1e6)
+            _log(
+                opts,
+                f"{ep.kind} {mode} rep {rep}: put {opts.size / r.seconds / 1e6:.0f} MB/s, "
+                f"get {opts.size / g.seconds / 1e6:.0f} MB/s",
+            )
+        smbclient(ep, f"rm {name}", protection=prot)
+
+
+def bench_small_files(ep: Endpoint, opts: Options, small: Path, out: dict[str, Metric]) -> None:
+    n = opts.small_files
+    mput = out["mput"].values.setdefault(ep.kind, [])
+    mget = out["mget"].values.setdefault(ep.kind, [])
+    for rep in range(opts.reps + 1):
+        d = f"bench-small-{rep}"
+        back = opts.workdir / f"small-back-{rep}"
+        back.mkdir()
+        smbclient(ep, f"mkdir {d}", protection="off")
+        _sync()
+        put = smbclient(
+            ep,
+            f'prompt off; recurse off; lcd "{small}"; cd {d}; mput *',
+            protection="off",
+            timeout=600,
+        )
+        got = sorted(os.listdir(ep.shares[ep.share] / d))
+        if len(got) != n:
+            raise PeerError(f"{ep.kind}: mput stored {len(got)} of {n} files")
+        _sync()
+        get = smbclient(
+            ep,
+            f'prompt off; recurse off; lcd "{back}"; cd {d}; mget *',
+            protection="off",
+            timeout=600,
+        )
+        for name in os.listdir(small):
+            if (back / name).read_bytes() != (small / name).read_bytes():
+                raise PeerError(f"{ep.kind}: mget returned different bytes for {name}")
+        smbclient(ep, f"prompt off; cd {d}; del *; cd ..; rmdir {d}", protection="off", timeout=600)
+        shutil.rmtree(back)
+        if rep:
+            mput.append(n / put.seconds)
+            mget.append(n / get.seconds)
+        _log(
+            opts,
+            f"{ep.kind} small rep {rep}: mput {n / put.seconds:.0f} files/s, "
+            f"mget {n / get.seconds:.0f} files/s",
+        )
+
+
+# -- Python client, several 1 MiB requests in flight ----------------------------------------
+
+
+@contextmanager
+def _smbprotocol_file(ep: Endpoint, name: str, protection: str) -> Iterator[Any]:
+    from smbprotocol.connection import Connection
+    from smbprotocol.open import (
+        CreateDisposition,
+        CreateOptions,
+        FileAttributes,
+        FilePipePrinterAccessMask,
+        ImpersonationLevel,
+        Open,
+        ShareAccess,
+    )
+    from smbprotocol.session import Session
+    from smbprotocol.tree import TreeConnect
+
+    conn = Connection(uuid.uuid4(), ep.host, ep.port, require_signing=protection != "plain")
+    conn.connect(timeout=30)
+    try:
+        session = Session(
+            conn,
+            ep.user,
+            ep.password,
+            require_encryption=protection == "encrypt",
+            auth_protocol="ntlm",
+        )
+        session.connect()
+        tree = TreeConnect(session, ep.winpath())
+        tree.connect()
+        fh = Open(tree, name)
+        fh.create(
+            ImpersonationLevel.Impersonation,
+            FilePipePrinterAccessMask.GENERIC_READ
+            | FilePipePrinterAccessMask.GENERIC_WRITE
+            | FilePipePrinterAccessMask.DELETE,
+            FileAttributes.FILE_ATTRIBUTE_NORMAL,
+            ShareAccess.FILE_SHARE_READ,
+            CreateDisposition.FILE_OVERWRITE_IF,
+            CreateOptions.FILE_NON_DIRECTORY_FILE | CreateOptions.FILE_DELETE_ON_CLOSE,
+        )
+        try:
+            yield fh
+        finally:
+            fh.close()
+            tree.disconnect()
+            session.disconnect()
+    finally:
+        conn.disconnect()
+
+
+def _grow_credits(fh: Any, need: int) -> int:
+    """Ask for credits with ECHO until ``need`` are available; returns what we have."""
+    conn = fh.connection
+    sid = fh.tree_connect.session.session_id
+    for _ in range(16):
+        have = int(conn.sequence_window["high"] - conn.sequence_window["low"])
+        if have >= need:
+            return have
+        conn.echo(sid=sid, credit_request=min(512, need - have + 1))
+    return int(conn.sequence_window["high"] - conn.sequence_window["low"])
+
+
+def _pipelined(
+    fh: Any,
+    size: int,
+    depth: int,
+    make: Callable[[int], tuple[Any, Callable[..., Any]]],
+    check: Callable[[int, Any], None],
+) -> float:
+    conn = fh.connection
+    sid = fh.tree_connect.session.session_id
+    tid = fh.tree_connect.tree_connect_id
+    pending: deque[tuple[int, Any, Callable[..., Any]]] = deque()
+    offset = 0
+    t0 = time.perf_counter()
+    while offset < size or pending:
+        while offset < size and len(pending) < depth:
+            msg, receive = make(offset)
+            pending.append((offset, conn.send(msg, sid=sid, tid=tid), receive))
+            offset += MiB
+        off, request, receive = pending.popleft()
+        check(off, receive(request))
+    return time.perf_counter() - t0
+
+
+def bench_python_client(ep: Endpoint, opts: Options, pool: bytes, out: dict[str, Metric]) -> None:
+    size = opts.size
+    writes = out["py-write"].values.setdefault(ep.kind, [])
+    reads = out["py-read"].values.setdefault(ep.kind, [])
+
+    def chunk(off: int) -> bytes:
+        start = off % len(pool)
+        return pool[start : start + MiB]
+
+    def wrote(off: int, count: Any) -> None:
+        if count != MiB:
+            raise PeerError(f"{ep.kind}: WRITE at {off} wrote {count} bytes")
+
+    def read_ok(off: int, data: Any) -> None:
+        if data != chunk(off):
+            raise PeerError(f"{ep.kind}: READ at {off} returned different bytes")
+
+    with _smbprotocol_file(ep, "bench-py.bin", opts.py_protection) as fh:
+        if fh.connection.max_write_size < MiB or fh.connection.max_read_size < MiB:
+            raise PeerError(f"{ep.kind}: server does not allow 1 MiB reads and writes")
+        depth = opts.depth
+        have = _grow_credits(fh, depth * 16 + 8)
+        if have < depth * 16:
+            raise PeerError(
+                f"{ep.kind}: granted only {have} credits, {depth} x 1 MiB need {depth * 16}"
+            )
+        for rep in range(opts.reps + 1):
+            w = _pipelined(
+                fh, size, depth, lambda off: fh.write(chunk(off), off, send=False), wrote
+            )
+            r = _pipelined(fh, size, depth, lambda off: fh.read(off, MiB, send=False), read_ok)
+            if rep:
+                writes.append(size / w / 1e6)
+                reads.append(size / r / 1e6)
+            _log(
+                opts,
+                f"{ep.kind} python rep {rep}: write {size / w / 1e6:.0f} MB/s, "
+                f"read {size / r / 1e6:.0f} MB/s (depth {depth})",
+            )
+
+
+# -- driver ---------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while b := f.read(4 * MiB):
+            h.update(b)
+    return h.hexdigest()
+
+
+def _scratch_dir(need: int) -> str | None:
+    try:
+        st = os.statvfs("/dev/shm")
+        return "/dev/shm" if st.f_bavail * st.f_frsize > need else None
+    except OSError:
+        return None
+
+
+def metrics(opts: Options) -> dict[str, Metric]:
+    size = f"{opts.size // MiB} MiB" if opts.size % (1 << 30) else f"{opts.size >> 30} GiB"
+    m: list[Metric] = []
+    for mode in MODES:
+        m.append(Metric(f"put-{mode}", f"smbclient put {size}, {mode}", "MB/s"))
+        m.append(Metric(f"get-{mode}", f"smbclient get {size}, {mode}", "MB/s"))
+    kib = opts.small_size // 1024
+    m.append(Metric("mput", f"{opts.small_files} x {kib} KiB put (create-write-close)", "files/s"))
+    m.append(Metric("mget", f"{opts.small_files} x {kib} KiB get", "files/s"))
+    m.append(
+        Metric(
+            "py-write", f"python 1 MiB writes, {opts.depth} in flight, {opts.py_protection}", "MB/s"
+        )
+    )
+    m.append(
+        Metric(
+            "py-read", f"python 1 MiB reads, {opts.depth} in flight, {opts.py_protection}", "MB/s"
+        )
+    )
+    return {x.key: x for x in m}
+
+
+def render(results: dict[str, Metric], kinds: Sequence[str]) -> str:
+    headers = ["", "unit", "samba", "vmstor", "vmstor/samba"]
+    rows = []
+    for m in results.values():
+        s, v = m.median("samba"), m.median("vmstor")
+        ratio = f"{v / s:.2f}" if s and v is not None else "-"
+        rows.append(
+            [
+                m.label,
+                m.unit,
+                f"{s:.0f}" if s is not None else "-",
+                f"{v:.0f}" if v is not None else "-",
+                ratio,
+            ]
+        )
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return "\n".join(
+        [
+            fmt.format(*headers),
+            fmt.format(*("-" * w for w in widths)),
+            *(fmt.format(*r) for r in rows),
+        ]
+    )
+
+
+def server(kind: str, base_dir: str | None) -> AbstractContextManager[Endpoint]:
+    if kind == "samba":
+        from interop.peers.samba import SambaServer
+
+        return SambaServer(encrypted_share=None, base_dir=base_dir)
+    from interop.peers.vmstor import VmstorServer
+
+    return VmstorServer(
+        encrypted_share=None, server_options={"require_signing": False}, base_dir=base_dir
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python3 -m bench.smb_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--only", choices=("samba", "vmstor"), help="measure one server only")
+    p.add_argument("--reps", type=int, default=3, help="timed runs per figure (default 3)")
+    p.add_argument("--size-mib", type=int, default=1024, help="bulk file size (default 1024)")
+    p.add_argument("--small-files", type=int, default=1000, help="small-file count (default 1000)")
+    p.add_argument("--small-kib", type=int, default=4, help="small-file size (default 4)")
+    p.add_argument(
+        "--depth", type=int, default=8, help="Python client requests in flight (default 8)"
+    )
+    p.add_argument(
+        "--py-protection",
+        choices=MODES,
+        default="plain",
+        help="Python client: plain, sign or encrypt (default plain)",
+    )
+    p.add_argument(
+        "--server-dir", help="parent folder for the servers' shares (default: system temp)"
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="print every run's figures")
+    args = p.parse_args(argv)
+    if args.reps < 1 or args.size_mib < 1 or args.depth < 1 or args.small_files < 1:
+        p.error("--reps, --size-mib, --depth and --small-files must be at least 1")
+    kinds = [args.only] if args.only else ["samba", "vmstor"]
+    size = args.size_mib * MiB
+    work = Path(tempfile.mkdtemp(prefix="vmstor-bench.", dir=_scratch_dir(3 * size + 64 * MiB)))
+    opts = Options(
+        size,
+        args.reps,
+        args.small_files,
+        args.small_kib * 1024,
+        args.depth,
+        args.py_protection,
+        work,
+        args.verbose,
+    )
+    results = metrics(opts)
+    try:
+        src = work / "src.bin"
+        h = hashlib.sha256()
+        with src.open("wb") as f:
+            left = size
+            while left:
+                b = os.urandom(min(4 * MiB, left))
+                h.update(b)
+                f.write(b)
+                left -= len(b)
+        digest = h.hexdigest()
+        small = work / "small"
+        small.mkdir()
+        for i in range(opts.small_files):
+            (small / f"f{i:05d}.dat").write_bytes(os.urandom(opts.small_size))
+        pool = os.urandom(64 * MiB)
+        for kind in kinds:
+            with server(kind, args.server_dir) as ep:
+                _log(opts, f"{kind} on {ep.host}:{ep.port}")
+                bench_smbclient_bulk(ep, opts, src, digest, results)
+                bench_small_files(ep, opts, small, results)
+                bench_python_client(ep, opts, pool, results)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    smbclient_version = subprocess.run(
+        ["smbclient", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    print(
+        f"# {', '.join(kinds)}; median of {opts.reps} after a warm-up; {smbclient_version}; "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(render(results, kinds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Run the smbtorture SMB2 suites against vmstor or Samba and print a per-suite table.
+
+    python3 -m interop.torture_report --server vmstor            # the table
+    python3 -m interop.torture_report --server samba             # Samba's figures
+    python3 -m interop.torture_report --server vmstor --update-passing
+    python3 -m interop.torture_report --server vmstor --suite smb2.read --suite smb2.lock -v
+
+``--update-passing`` rewrites interop/smbtorture_passing.txt with the subtests that pass
+against vmstor (the list test_smbtorture.py holds vmstor to). ``--subtests FILE`` writes
+every subtest's outcome and first reason line as TSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+from interop.peers import Endpoint
+from interop.peers.tools import (
+    ERROR,
+    FAIL,
+    NOTRUN,
+    PASS,
+    SKIP,
+    TIMEOUT,
+    XFAIL,
+    TortureRun,
+    run_suite,
+)
+
+PASSING_FILE = Path(__file__).with_name("smbtorture_passing.txt")
+
+# suite -> timeout in seconds for the whole suite: about 3x Samba 4.17's runtime on the
+# 2-core CI machine, at least 60 s (see bench/README.md for the measured runtimes).
+SUITES: dict[str, int] = {
+    "smb2.connect": 60,
+    "smb2.read": 60,
+    "smb2.rw": 120,
+    "smb2.create": 120,
+    "smb2.dir": 120,
+    "smb2.getinfo": 60,
+    "smb2.setinfo": 60,
+    "smb2.lock": 180,
+    "smb2.compound": 120,
+    "smb2.credits": 60,
+    "smb2.session": 180,
+    "smb2.ioctl": 180,
+    "smb2.lease": 240,
+    "smb2.oplock": 240,
+    "smb2.notify": 180,
+}
+
+HEADERS = ("suite", "pass", "fail", "skip", "error", "seconds", "note")
+
+
+def read_passing(path: Path = PASSING_FILE) -> set[str]:
+    """The subtests known to pass against vmstor (one per line, # comments)."""
+    if not path.exists():
+        return set()
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            names.add(line)
+    return names
+
+
+def write_passing(names: Iterable[str], path: Path = PASSING_FILE) -> None:
+    header = (
+        "# smbtorture subtests that pass against vmstor; test_smbtorture.py fails when one\n"
+        "# of them stops passing. Regenerate: python3 -m interop.torture_report\n"
+        "#   --server vmstor --update-passing   (then review the diff)\n"
+    )
+    path.write_text(header + "".join(f"{n}\n" for n in sorted(set(names))))
+
+
+def suite_of(subtest: str) -> str:
+    """``smb2.lock.valid-request`` -> ``smb2.lock`` (the suite it belongs to)."""
+    for suite in SUITES:
+        if subtest == suite or subtest.startswith(suite + "."):
+            return suite
+    return ".".join(subtest.split(".")[:2])
+
+
+def counts(run: TortureRun) -> tuple[int, int, int, int]:
+    """(pass, fail, skip, error); xfail counts as a failure, timeout/notrun as errors."""
+    return (
+        run.count(PASS),
+        run.count(FAIL, XFAIL),
+        run.count(SKIP),
+        run.count(ERROR, TIMEOUT, NOTRUN),
+    )
+
+
+def table(runs: Sequence[TortureRun]) -> str:
+    rows: list[list[str]] = []
+    total = [0, 0, 0, 0]
+    secs = 0.0
+    for run in runs:
+        c = counts(run)
+        total = [a + b for a, b in zip(total, c, strict=True)]
+        secs += run.seconds
+        note = (
+            "timeout"
+            if run.returncode is None
+            else (f"exit {run.returncode}" if run.returncode > 1 else "")
+        )
+        rows.append([run.test, *map(str, c), f"{run.seconds:.0f}", note])
+    rows.append(["TOTAL", *map(str, total), f"{secs:.0f}", ""])
+    widths = [max(len(r[i]) for r in [list(HEADERS), *rows]) for i in range(len(HEADERS))]
+    fmt = "  ".join(f"{{:<{w}}}" if i in (0, 6) else f"{{:>{w}}}" for i, w in enumerate(widths))
+    lines = [fmt.format(*HEADERS), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*r) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def server(kind: str) -> AbstractContextManager[Endpoint]:
+    if kind == "samba":
+        from interop.peers.samba import SambaServer
+
+        return SambaServer()
+    from interop.peers.vmstor import VmstorServer
+
+    return VmstorServer()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python3 -m interop.torture_report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--server", choices=("vmstor", "samba"), required=True)
+    p.add_argument(
+        "--suite",
+        action="append",
+        choices=sorted(SUITES),
+        help="run only this suite (repeatable; default: all)",
+    )
+    p.add_argument("--timeout-scale", type=float, default=1.0, help="multiply every suite timeout")
+    p.add_argument(
+        "--update-passing",
+        action="store_true",
+        help=f"rewrite {PASSING_FILE.name} with what passes (vmstor only)",
+    )
+    p.add_argument("--subtests", type=Path, help="write per-subtest results (TSV) to this file")
+    p.add_argument("-v", "--verbose", action="store_true", help="print every subtest's outcome")
+    args = p.parse_args(argv)
+    if args.update_passing and args.server != "vmstor":
+        p.error("--update-passing records what passes against vmstor; use --server vmstor")
+    suites = args.suite or list(SUITES)
+    runs: list[TortureRun] = []
+    t0 = time.monotonic()
+    with server(args.server) as ep:
+        print(f"# smbtorture against {ep.kind} {ep.unc()} port {ep.port}", flush=True)
+        for suite in suites:
+            timeout = SUITES[suite] * args.timeout_scale
+            run = run_suite(ep, suite, timeout=timeout, resume_budget=timeout)
+            runs.append(run)
+            c = counts(run)
+            print(
+                f"# {suite}: {c[0]} pass, {c[1]} fail, {c[2]} skip, {c[3]} error "
+                f"({run.seconds:.0f} s)",
+                flush=True,
+            )
+            for note in run.notes:
+                print(f"#   {note}", flush=True)
+            if args.verbose:
+                for name, outcome in run.results.items():
+                    why = run.reasons.get(name, "")
+                    print(f"#   {outcome:<7} {name}  {why}", flush=True)
+    print(table(runs))
+    print(f"# {time.monotonic() - t0:.0f} s in all")
+    if args.subtests:
+        with args.subtests.open("w") as f:
+            f.write("suite\tsubtest\toutcome\treason\n")
+            for run in runs:
+                for name, outcome in run.results.items():
+                    f.write(f"{run.test}\t{name}\t{outcome}\t{run.reasons.get(name, '')}\n")
+    if args.update_passing:
+        kept = {t for t in read_passing() if suite_of(t) not in suites}
+        now = set().union(*(r.passed for r in runs))
+        write_passing(kept | now)
+        print(f"# {PASSING_FILE}: {len(kept | now)} subtests ({len(now)} from this run)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
