@@ -1,0 +1,1 @@
+"""Virtual Fibre Channel fabric model: virtual SANs, vHBAs with WWPN sets A/B, zoning, LUN masking."""

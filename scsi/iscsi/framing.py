@@ -1,0 +1,124 @@
+"""PDU framing with optional CRC32C digests (RFC 7143 11.2 and 13.1).
+
+Sans-IO: the driver reads :attr:`Framer.header_size` bytes, asks :meth:`Framer.rest_size`
+how many more bytes the PDU needs, reads exactly those into a buffer of their own, and hands
+both to :meth:`Framer.finish`. Sending is :meth:`Framer.frame`, which returns iovecs for
+``sendmsg`` so that a payload is never copied to join it to its header.
+
+Digests are CRC32C (Castagnoli) and travel least-significant byte first. The header digest
+covers BHS + AHS; the data digest covers the data segment and its padding.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+import crc32c
+
+from scsi.iscsi import pdu
+from scsi.iscsi.errors import DigestError, PduError, RejectReason
+
+_DIGEST = struct.Struct("<I")
+Buffer = memoryview | bytes | bytearray
+_PADS = (b"", b"\0", b"\0\0", b"\0\0\0")
+
+
+def crc(data: memoryview | bytes | bytearray, value: int = 0) -> int:
+    return int(crc32c.crc32c(data, value=value))
+
+
+class Received(NamedTuple):
+    """One received PDU: its decoded BHS, the raw BHS (for a Reject), AHS and data views."""
+
+    record: pdu.Pdu
+    header: bytes
+    ahs: memoryview
+    data: memoryview
+
+
+class Framer:
+    """Framing state of one connection: digests and the receive limit (MaxRecvDSL)."""
+
+    __slots__ = ("allowed", "data_digest", "header_digest", "max_recv_data")
+
+    def __init__(
+        self,
+        *,
+        max_recv_data: int = 8192,
+        header_digest: bool = False,
+        data_digest: bool = False,
+        allowed: frozenset[int] = pdu.INITIATOR_OPCODES,
+    ) -> None:
+        self.max_recv_data = max_recv_data
+        self.header_digest = header_digest
+        self.data_digest = data_digest
+        self.allowed = allowed
+
+    @property
+    def header_size(self) -> int:
+        return pdu.BHS_LENGTH
+
+    def rest_size(self, bhs: memoryview | bytes | bytearray) -> int:
+        """Bytes after the BHS: AHS, header digest, padded data, data digest.
+
+        Raises a fatal :class:`PduError` when the data segment exceeds what this side
+        declared it can receive (the stream cannot be trusted after that).
+        """
+        ahs, dsl = pdu.lengths(bhs)
+        if dsl > self.max_recv_data:
+            raise PduError(
+                RejectReason.PROTOCOL_ERROR,
+                f"data segment of {dsl} bytes exceeds MaxRecvDataSegmentLength "
+                f"{self.max_recv_data}",
+                fatal=True,
+            )
+        n = ahs + dsl + pdu.pad4(dsl)
+        if self.header_digest:
+            n += 4
+        if self.data_digest and dsl:
+            n += 4
+        return n
+
+    def finish(self, bhs: memoryview | bytes | bytearray, rest: memoryview) -> Received:
+        """Check digests and decode. Raises :class:`PduError` (or DigestError)."""
+        ahs_len, dsl = pdu.lengths(bhs)
+        header = bytes(bhs[: pdu.BHS_LENGTH])
+        pos = ahs_len
+        ahs = rest[:ahs_len]
+        if self.header_digest:
+            (got,) = _DIGEST.unpack_from(rest, pos)
+            if got != crc(ahs, crc(header)):
+                raise DigestError(RejectReason.PROTOCOL_ERROR, "header digest error", fatal=True)
+            pos += 4
+        padded = dsl + pdu.pad4(dsl)
+        data = rest[pos : pos + dsl]
+        if self.data_digest and dsl:
+            (got,) = _DIGEST.unpack_from(rest, pos + padded)
+            if got != crc(rest[pos : pos + padded]):
+                raise DigestError(RejectReason.DATA_DIGEST_ERROR, "data digest error")
+        record = pdu.decode(header, allowed=self.allowed)
+        return Received(record, header, ahs, data)
+
+    def frame(self, header: bytes, *data: memoryview | bytes | bytearray) -> list[Buffer]:
+        """iovecs for one PDU: header (+digest), data pieces, padding (+digest)."""
+        out: list[Buffer] = []
+        if self.header_digest:
+            out.append(header + _DIGEST.pack(crc(header)))
+        else:
+            out.append(header)
+        n = 0
+        value = 0
+        for piece in data:
+            if piece:
+                out.append(piece)
+                n += len(piece)
+                if self.data_digest:
+                    value = crc(piece, value)
+        if n:
+            pad = _PADS[-n & 3]
+            if self.data_digest:
+                out.append(pad + _DIGEST.pack(crc(pad, value)))
+            elif pad:
+                out.append(pad)
+        return out

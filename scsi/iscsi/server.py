@@ -1,0 +1,576 @@
+"""The iSCSI target server on trio: portals, sessions, and the driver of the sans-IO cores.
+
+Each accepted TCP connection runs the login (:mod:`scsi.iscsi.login`) under a timeout, then
+the full feature phase (:mod:`scsi.iscsi.connection`): one reader task feeds PDUs to the core,
+one task per SCSI command awaits :meth:`scsi.target.Target.execute`, and every piece of output
+is sent with ``sendmsg`` under one lock in the order the core queued it (which is StatSN
+order). PDUs are received into buffers sized from their own length fields; payloads stay
+memoryview slices down to the backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import trio
+
+from scsi.iscsi import pdu
+from scsi.iscsi.chap import ChapSecrets
+from scsi.iscsi.connection import (
+    Close,
+    Connection,
+    Execute,
+    Limits,
+    Logout,
+    ManageTasks,
+    Task,
+)
+from scsi.iscsi.errors import LoginStatus, PduError
+from scsi.iscsi.framing import Framer, Received
+from scsi.iscsi.login import Login, LoginResult
+from scsi.iscsi.negotiation import TargetLimits
+from scsi.iscsi.pdu import TmfFunction, TmfResponse
+from scsi.nexus import Nexus
+from scsi.target import Target
+
+log = logging.getLogger("vmstor.iscsi")
+
+# What ends a connection from the peer's side.
+_GONE = (EOFError, OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+LOGIN_MAX_DATA = 8192  # RFC 7143 13.12: MaxRecvDataSegmentLength default during login
+IOV_MAX = 1024
+
+
+@dataclass(frozen=True)
+class Portal:
+    """A network portal = one target port (RFC 7143 2.2; SPC-4 relative target port).
+
+    ``tag`` is the Target Portal Group Tag; ``rtpi`` the relative target port identifier;
+    ``tpg`` the ALUA target port group holding that port.
+    """
+
+    host: str
+    port: int
+    tag: int
+    rtpi: int
+    tpg: int = 1
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port},{self.tag}"
+
+
+class Access(Protocol):
+    """Who may log in where (zoning) and with which CHAP secrets."""
+
+    def authorize(self, initiator: str, target: str, portal_group_tag: int) -> bool: ...
+
+    def chap_secrets(self, target: str | None) -> ChapSecrets | None: ...
+
+
+class OpenAccess:
+    """Everyone may log in, no CHAP."""
+
+    def authorize(self, initiator: str, target: str, portal_group_tag: int) -> bool:
+        return True
+
+    def chap_secrets(self, target: str | None) -> ChapSecrets | None:
+        return None
+
+
+@dataclass
+class Settings:
+    limits: TargetLimits = field(default_factory=TargetLimits)
+    session_limits: Limits = field(default_factory=Limits)
+    login_timeout: float = 15.0
+    nop_interval: float = 30.0  # 0 disables target-initiated NOP-In pings
+    max_sessions: int = 256
+
+
+@dataclass(eq=False)
+class Session:
+    tsih: int
+    login: LoginResult
+    portal: Portal
+    peer: str
+    conn: Connection
+    nexus: Nexus | None
+    cancel: trio.CancelScope
+    scopes: dict[int, trio.CancelScope] = field(default_factory=dict)
+    done: dict[int, trio.Event] = field(default_factory=dict)
+
+    def info(self) -> dict[str, Any]:
+        p = self.login.params
+        return {
+            "tsih": self.tsih,
+            "initiator": self.login.initiator_name,
+            "isid": self.login.isid.hex(),
+            "target": self.login.target_name or "(discovery)",
+            "portal": self.portal.address,
+            "peer": self.peer,
+            "digests": f"{'CRC32C' if p.header_digest else 'None'}/"
+            f"{'CRC32C' if p.data_digest else 'None'}",
+            **self.conn.statistics(),
+        }
+
+
+class IscsiServer:
+    """One iSCSI target (``target.name``) reachable through ``portals``."""
+
+    def __init__(
+        self,
+        target: Target,
+        portals: Sequence[Portal],
+        *,
+        access: Access | None = None,
+        settings: Settings | None = None,
+        rng: Callable[[int], bytes] = secrets.token_bytes,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.target = target
+        self.portals = list(portals)
+        self.access: Access = access or OpenAccess()
+        self.settings = settings or Settings()
+        self.rng = rng
+        self.log = logger or log
+        self.sessions: dict[int, Session] = {}
+        self.bound: list[tuple[Portal, tuple[str, int]]] = []
+        self._next_tsih = 1
+        self._stats = {"logins": 0, "login_failures": 0, "connections": 0}
+
+    # ---------------------------------------------------------------------------- public
+
+    async def serve(self, *, task_status: trio.TaskStatus[list[tuple[str, int]]]) -> None:
+        """Listen on every portal; ``task_status.started`` gets the bound addresses (a port
+        0 in the config becomes the port the kernel chose)."""
+        async with trio.open_nursery() as nursery:
+            listeners: list[tuple[Portal, trio.SocketListener]] = []
+            for portal in self.portals:
+                found = await trio.open_tcp_listeners(portal.port, host=portal.host)
+                for lst in found:
+                    addr = lst.socket.getsockname()
+                    bound = Portal(portal.host, addr[1], portal.tag, portal.rtpi, portal.tpg)
+                    listeners.append((bound, lst))
+                    self.bound.append((bound, (addr[0], addr[1])))
+            self.portals = [p for p, _ in listeners]
+            for portal, lst in listeners:
+                nursery.start_soon(self._accept_loop, lst, portal)
+            self.log.info(
+                "iSCSI target %s on %s",
+                self.target.name,
+                ", ".join(p.address for p in self.portals),
+            )
+            task_status.started([addr for _, addr in self.bound])
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            **self._stats,
+            "sessions": len(self.sessions),
+            "target": self.target.statistics(),
+        }
+
+    def session_info(self) -> list[dict[str, Any]]:
+        return [s.info() for s in self.sessions.values()]
+
+    def drop_sessions(self, predicate: Callable[[str, int], bool]) -> int:
+        """End the sessions for which ``predicate(initiator, portal_tag)`` is true (for
+        example an initiator whose zoning was removed). Returns how many."""
+        n = 0
+        for s in list(self.sessions.values()):
+            if s.login.target_name is not None and predicate(s.login.initiator_name, s.portal.tag):
+                s.cancel.cancel()
+                n += 1
+        return n
+
+    def send_targets(self, initiator: str, which: str) -> list[tuple[str, list[str]]]:
+        """SendTargets: the target with the portals this initiator is zoned to."""
+        name = self.target.name
+        if which not in ("All", "", name):
+            return []
+        addresses = [
+            p.address for p in self.portals if self.access.authorize(initiator, name, p.tag)
+        ]
+        return [(name, addresses)] if addresses else []
+
+    # ------------------------------------------------------------------------ internals
+
+    async def _accept_loop(self, listener: trio.SocketListener, portal: Portal) -> None:
+        async with trio.open_nursery() as nursery:
+            while True:
+                stream = await listener.accept()
+                nursery.start_soon(self._connection, stream, portal)
+
+    def _new_tsih(self) -> int:
+        for _ in range(0x10000):
+            tsih = self._next_tsih
+            self._next_tsih = self._next_tsih % 0xFFFF + 1
+            if tsih not in self.sessions:
+                return tsih
+        raise RuntimeError("no free TSIH")
+
+    async def _connection(self, stream: trio.SocketStream, portal: Portal) -> None:
+        self._stats["connections"] += 1
+        sock = stream.socket
+        try:
+            peer = "{}:{}".format(*sock.getpeername()[:2])
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            await stream.aclose()
+            return
+        io = _SocketIO(sock)
+        try:
+            result = await self._login(io, portal, peer)
+            if result is not None:
+                await self._full_feature(io, portal, peer, result)
+        except _GONE as e:
+            self.log.debug("connection from %s ended: %r", peer, e)
+        except Exception:  # a bug must cost one connection, never the server
+            self.log.exception("connection from %s failed", peer)
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def _login(self, io: _SocketIO, portal: Portal, peer: str) -> LoginResult | None:
+        server = self
+
+        class Policy:
+            def has_target(self, target_name: str) -> bool:
+                return target_name == server.target.name
+
+            def authorize(self, initiator: str, target: str, tag: int) -> bool:
+                return server.access.authorize(initiator, target, tag)
+
+            def chap_secrets(self, target_name: str | None) -> ChapSecrets | None:
+                return server.access.chap_secrets(target_name)
+
+            def tsih_exists(self, tsih: int) -> bool:
+                return tsih in server.sessions
+
+        login = Login(
+            Policy(),
+            self.settings.limits,
+            portal_group_tag=portal.tag,
+            new_tsih=self._new_tsih,
+            rng=self.rng,
+            statsn=int.from_bytes(self.rng(4), "big") & 0xFFFF,
+        )
+        framer = Framer(max_recv_data=LOGIN_MAX_DATA)
+        with trio.move_on_after(self.settings.login_timeout) as timeout:
+            while True:
+                try:
+                    rx = await io.receive(framer)
+                except PduError as e:
+                    self.log.warning("bad PDU during login from %s: %s", peer, e)
+                    self._stats["login_failures"] += 1
+                    return None
+                if not isinstance(rx.record, pdu.LoginRequest):
+                    self.log.warning("%s sent %s before login", peer, type(rx.record).__name__)
+                    self._stats["login_failures"] += 1
+                    return None
+                if len(self.sessions) >= self.settings.max_sessions:
+                    reply = login.fail(rx.record, LoginStatus.OUT_OF_RESOURCES)
+                else:
+                    reply = login.receive(rx.record, rx.data)
+                await io.send([framer.frame(reply.record.encode(), reply.data)])
+                if login.failed:
+                    status = (reply.record.status_class << 8) | reply.record.status_detail
+                    self.log.warning(
+                        "login from %s (%s) failed with status %#06x: %s",
+                        peer,
+                        login.initiator_name or "?",
+                        status,
+                        login.error,
+                        extra={"initiator": login.initiator_name, "portal": portal.address},
+                    )
+                    self._stats["login_failures"] += 1
+                    return None
+                if login.result is not None:
+                    self._stats["logins"] += 1
+                    return login.result
+        if timeout.cancelled_caught:
+            self.log.warning("login from %s timed out", peer)
+            self._stats["login_failures"] += 1
+        return None
+
+    async def _full_feature(
+        self, io: _SocketIO, portal: Portal, peer: str, result: LoginResult
+    ) -> None:
+        p = result.params
+        framer = Framer(
+            max_recv_data=p.max_recv_data,
+            header_digest=p.header_digest,
+            data_digest=p.data_digest,
+        )
+        isid = result.isid.hex()
+        extra: dict[str, object] = {
+            "initiator": result.initiator_name,
+            "session": result.tsih,
+            "portal": portal.address,
+        }
+        nexus = None
+        if not result.discovery:
+            nexus = Nexus(
+                initiator=result.initiator_name,
+                initiator_port=f"{result.initiator_name},i,0x{isid}",
+                target_port=portal.rtpi,
+                tpg=portal.tpg,
+            )
+        conn = Connection(
+            p,
+            exp_cmdsn=result.exp_cmdsn,
+            statsn=result.next_statsn,
+            framer=framer,
+            data_out_length=lambda cdb, lun: self.target.data_out_length(cdb, lun),
+            send_targets=lambda which: self.send_targets(result.initiator_name, which),
+            discovery=result.discovery,
+            limits=self.settings.session_limits,
+            logger=self.log,
+            log_extra=extra,
+        )
+        # Session reinstatement (RFC 7143 6.3.5): same initiator port and target.
+        for old in list(self.sessions.values()):
+            if (
+                old.login.initiator_name == result.initiator_name
+                and old.login.isid == result.isid
+                and old.login.target_name == result.target_name
+            ):
+                self.log.info("reinstating session %d", old.tsih, extra=extra)
+                old.cancel.cancel()
+        with trio.CancelScope() as cancel:
+            session = Session(result.tsih, result, portal, peer, conn, nexus, cancel)
+            self.sessions[result.tsih] = session
+            self.log.info(
+                "%s session %d for %s from %s",
+                "discovery" if result.discovery else "normal",
+                result.tsih,
+                result.initiator_name,
+                peer,
+                extra=extra,
+            )
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._reader, io, session, nursery)
+                    if self.settings.nop_interval > 0:
+                        nursery.start_soon(self._pinger, io, session)
+            finally:
+                if self.sessions.get(result.tsih) is session:
+                    del self.sessions[result.tsih]
+                if nexus is not None:
+                    self.target.i_t_nexus_loss(nexus)
+        self.log.info("session %d closed", result.tsih, extra=extra)
+
+    async def _flush(self, io: _SocketIO, conn: Connection) -> None:
+        async with io.send_lock:
+            out = conn.take_output()
+            if out:
+                await io.send(out)
+
+    async def _reader(self, io: _SocketIO, s: Session, nursery: trio.Nursery) -> None:
+        try:
+            await self._read_loop(io, s, nursery)
+        except _GONE as e:
+            self.log.debug("session %d: connection lost: %r", s.tsih, e)
+            s.cancel.cancel()
+
+    async def _read_loop(self, io: _SocketIO, s: Session, nursery: trio.Nursery) -> None:
+        conn = s.conn
+        framer = conn.framer
+        while True:
+            try:
+                rx = await io.receive(framer)
+            except PduError as e:
+                conn.reject(e.reason, e.header if isinstance(e, _FramedError) else b"", str(e))
+                if e.fatal:
+                    await self._flush(io, conn)
+                    s.cancel.cancel()
+                    return
+                continue
+            conn.receive(rx)
+            for ev in conn.take_events():
+                await self._event(io, s, ev, nursery)
+            await self._flush(io, conn)
+
+    async def _event(self, io: _SocketIO, s: Session, ev: object, nursery: trio.Nursery) -> None:
+        if isinstance(ev, Execute):
+            scope = trio.CancelScope()
+            s.scopes[ev.task.itt] = scope
+            s.done[ev.task.itt] = trio.Event()
+            nursery.start_soon(self._run, io, s, ev.task, scope)
+        elif isinstance(ev, ManageTasks):
+            await self._tmf(io, s, ev)
+        elif isinstance(ev, Logout):
+            await self._cancel_tasks(s, ev.tasks)
+            s.conn.logout_done(ev.request)
+            for more in s.conn.take_events():
+                await self._event(io, s, more, nursery)
+        elif isinstance(ev, Close):
+            await self._flush(io, s.conn)
+            self.log.info("closing session %d: %s", s.tsih, ev.reason)
+            s.cancel.cancel()
+
+    async def _run(self, io: _SocketIO, s: Session, task: Task, scope: trio.CancelScope) -> None:
+        assert s.nexus is not None
+        try:
+            with scope:
+                result = await self.target.execute(
+                    s.nexus, task.lun_id, task.cdb, task.data_out, expected_in=task.edtl
+                )
+                s.conn.complete(task, result)
+                await self._flush(io, s.conn)
+        except _GONE:
+            s.cancel.cancel()
+        finally:
+            s.conn.abandon(task)
+            s.scopes.pop(task.itt, None)
+            ev = s.done.pop(task.itt, None)
+            if ev is not None:
+                ev.set()
+
+    async def _cancel_tasks(self, s: Session, tasks: Sequence[Task]) -> None:
+        waits = []
+        for t in tasks:
+            scope = s.scopes.get(t.itt)
+            if scope is not None:
+                scope.cancel()
+                ev = s.done.get(t.itt)
+                if ev is not None:
+                    waits.append(ev)
+            else:
+                s.conn.abandon(t)
+        for ev in waits:
+            await ev.wait()
+
+    async def _tmf(self, io: _SocketIO, s: Session, ev: ManageTasks) -> None:
+        req = ev.request
+        fn = req.function
+        await self._cancel_tasks(s, ev.tasks)
+        response = TmfResponse.COMPLETE
+        if s.nexus is not None:
+            if fn in (TmfFunction.ABORT_TASK_SET, TmfFunction.CLEAR_TASK_SET):
+                self.target.abort_task_set(s.nexus, ev.lun_id)
+            elif fn == TmfFunction.LOGICAL_UNIT_RESET:
+                for other in list(self.sessions.values()):
+                    if other is not s:
+                        await self._cancel_tasks(
+                            other, [t for t in other.conn.tasks.values() if t.lun == req.lun]
+                        )
+                if not self.target.lun_reset(ev.lun_id, s.nexus):
+                    response = TmfResponse.LUN_DOES_NOT_EXIST
+            elif fn in (TmfFunction.TARGET_WARM_RESET, TmfFunction.TARGET_COLD_RESET):
+                for other in list(self.sessions.values()):
+                    if other is not s:
+                        await self._cancel_tasks(other, list(other.conn.tasks.values()))
+                self.target.target_reset(s.nexus)
+        self.log.info(
+            "task management %s -> %s",
+            TmfFunction(fn).name,
+            response.name,
+            extra={"session": s.tsih, "lun": ev.lun_id},
+        )
+        s.conn.tmf_done(req, response)
+        await self._flush(io, s.conn)
+        if fn == TmfFunction.TARGET_COLD_RESET:
+            s.cancel.cancel()
+
+    async def _pinger(self, io: _SocketIO, s: Session) -> None:
+        while True:
+            await trio.sleep(self.settings.nop_interval)
+            if not s.conn.ping():
+                self.log.warning(
+                    "initiator did not answer NOP-In; closing", extra={"session": s.tsih}
+                )
+                s.cancel.cancel()
+                return
+            await self._flush(io, s.conn)
+
+
+class _FramedError(PduError):
+    def __init__(self, inner: PduError, header: bytes) -> None:
+        super().__init__(inner.reason, str(inner), fatal=inner.fatal)
+        self.header = header
+
+
+class _SocketIO:
+    """Exact-length receives into per-PDU buffers and vectored sends."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self.sock = sock
+        self.send_lock = trio.Lock()
+        self._buf = bytearray(65536)
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
+
+    async def _fill(self) -> None:
+        if self._start == self._end:
+            self._start = self._end = 0
+        elif self._end == len(self._buf):
+            n = self._end - self._start
+            self._buf[:n] = self._buf[self._start : self._end]
+            self._start, self._end = 0, n
+        got = await self.sock.recv_into(self._view[self._end :])
+        if not got:
+            raise EOFError("peer closed the connection")
+        self._end += got
+
+    async def read_into(self, out: memoryview) -> None:
+        """Fill ``out``: first from what is buffered, then straight from the socket."""
+        pos = 0
+        n = len(out)
+        avail = self._end - self._start
+        if avail:
+            k = min(avail, n)
+            out[:k] = self._view[self._start : self._start + k]
+            self._start += k
+            pos = k
+        if n - pos >= 16384:
+            while pos < n:
+                got = await self.sock.recv_into(out[pos:])
+                if not got:
+                    raise EOFError("peer closed the connection")
+                pos += got
+            return
+        while pos < n:
+            await self._fill()
+            k = min(self._end - self._start, n - pos)
+            out[pos : pos + k] = self._view[self._start : self._start + k]
+            self._start += k
+            pos += k
+
+    async def receive(self, framer: Framer) -> Received:
+        header = bytearray(pdu.BHS_LENGTH)
+        await self.read_into(memoryview(header))
+        try:
+            size = framer.rest_size(header)
+        except PduError as e:
+            raise _FramedError(e, bytes(header)) from None
+        rest = bytearray(size)
+        if size:
+            await self.read_into(memoryview(rest))
+        try:
+            return framer.finish(header, memoryview(rest))
+        except PduError as e:
+            raise _FramedError(e, bytes(header)) from None
+
+    async def send(self, pdus: list[list[Any]]) -> None:
+        iov: list[Any] = [b for p in pdus for b in p]
+        while iov:
+            batch = iov[:IOV_MAX]
+            sent = await self.sock.sendmsg(batch)
+            total = sum(len(b) for b in batch)
+            if sent == total:
+                iov = iov[IOV_MAX:]
+                continue
+            # Partial send: drop what went out, keep the rest of the first unsent buffer.
+            i = 0
+            while sent >= len(iov[i]):
+                sent -= len(iov[i])
+                i += 1
+            iov = [memoryview(iov[i])[sent:], *iov[i + 1 :]]
