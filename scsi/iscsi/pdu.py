@@ -189,7 +189,7 @@ class NopOut(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> NopOut:
+    def decode(cls, b: memoryview | bytes | bytearray) -> NopOut:
         op, _fl, _, _, w, lun, itt, ttt, cmdsn, expsn, *_ = _GENERIC.unpack_from(b)
         return cls(itt, ttt, cmdsn, expsn, lun, bool(op & IMMEDIATE), w & 0xFFFFFF, w >> 24)
 
@@ -232,7 +232,7 @@ class ScsiCommand(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> ScsiCommand:
+    def decode(cls, b: memoryview | bytes | bytearray) -> ScsiCommand:
         op, fl, _, _, w, lun, itt, edtl, cmdsn, expsn, *_ = _GENERIC.unpack_from(b)
         cdb = bytes(b[32:48])
         return cls(
@@ -292,7 +292,7 @@ class TaskMgmt(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> TaskMgmt:
+    def decode(cls, b: memoryview | bytes | bytearray) -> TaskMgmt:
         op, fl, _, _, w, lun, itt, rtt, cmdsn, expsn, refsn, expdsn, _, _ = _GENERIC.unpack_from(b)
         return cls(
             itt,
@@ -347,7 +347,7 @@ class LoginRequest(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> LoginRequest:
+    def decode(cls, b: memoryview | bytes | bytearray) -> LoginRequest:
         _, fl, vmax, vmin, w, isid, tsih, itt, cid, _, cmdsn, expsn, *_ = _LOGIN.unpack_from(b)
         return cls(
             isid,
@@ -404,7 +404,7 @@ class TextRequest(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> TextRequest:
+    def decode(cls, b: memoryview | bytes | bytearray) -> TextRequest:
         op, fl, _, _, w, lun, itt, ttt, cmdsn, expsn, *_ = _GENERIC.unpack_from(b)
         return cls(
             itt,
@@ -454,7 +454,7 @@ class DataOut(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> DataOut:
+    def decode(cls, b: memoryview | bytes | bytearray) -> DataOut:
         _, fl, _, _, w, lun, itt, ttt, _, expsn, _, dsn, off, _ = _GENERIC.unpack_from(b)
         return cls(itt, ttt, dsn, off, expsn, bool(fl & FINAL), lun, w & 0xFFFFFF, w >> 24)
 
@@ -490,7 +490,7 @@ class LogoutRequest(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> LogoutRequest:
+    def decode(cls, b: memoryview | bytes | bytearray) -> LogoutRequest:
         op, fl, _, _, w, _, itt, cid, _, cmdsn, expsn, *_ = _LOGOUT_REQ.unpack_from(b)
         return cls(itt, fl & 0x7F, cid, cmdsn, expsn, bool(op & IMMEDIATE), w & 0xFFFFFF, w >> 24)
 
@@ -529,7 +529,7 @@ class Snack(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> Snack:
+    def decode(cls, b: memoryview | bytes | bytearray) -> Snack:
         _, fl, _, _, w, lun, itt, ttt, _, expsn, _, _, beg, run = _GENERIC.unpack_from(b)
         return cls(itt, fl & 0x0F, ttt, beg, run, expsn, lun, w & 0xFFFFFF, w >> 24)
 
@@ -568,7 +568,7 @@ class NopIn(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> NopIn:
+    def decode(cls, b: memoryview | bytes | bytearray) -> NopIn:
         _, _, _, _, w, lun, itt, ttt, sn, exp, mx, *_ = _GENERIC.unpack_from(b)
         return cls(itt, ttt, sn, exp, mx, lun, w & 0xFFFFFF, w >> 24)
 
@@ -608,7 +608,7 @@ class ScsiResponse(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> ScsiResponse:
+    def decode(cls, b: memoryview | bytes | bytearray) -> ScsiResponse:
         _, fl, rsp, st, w, _, itt, _, sn, exp, mx, edsn, _, res = _GENERIC.unpack_from(b)
         return cls(
             itt,
@@ -657,7 +657,7 @@ class TaskMgmtResponse(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> TaskMgmtResponse:
+    def decode(cls, b: memoryview | bytes | bytearray) -> TaskMgmtResponse:
         _, _, rsp, _, w, _, itt, _, sn, exp, mx, *_ = _GENERIC.unpack_from(b)
         return cls(itt, rsp, sn, exp, mx, w & 0xFFFFFF, w >> 24)
 
@@ -701,7 +701,7 @@ class LoginResponse(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> LoginResponse:
+    def decode(cls, b: memoryview | bytes | bytearray) -> LoginResponse:
         _, fl, vmax, vact, w, isid, tsih, itt, _, _, sn, exp, mx, scl, sdt, _ = _LOGIN.unpack_from(
             b
         )
@@ -763,7 +763,7 @@ class TextResponse(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> TextResponse:
+    def decode(cls, b: memoryview | bytes | bytearray) -> TextResponse:
         _, fl, _, _, w, lun, itt, ttt, sn, exp, mx, *_ = _GENERIC.unpack_from(b)
         return cls(
             itt, ttt, sn, exp, mx, bool(fl & FINAL), bool(fl & 0x40), lun, w & 0xFFFFFF, w >> 24
@@ -810,7 +810,7 @@ class DataIn(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> DataIn:
+    def decode(cls, b: memoryview | bytes | bytearray) -> DataIn:
         _, fl, _, st, w, lun, itt, ttt, sn, exp, mx, dsn, off, res = _GENERIC.unpack_from(b)
         return cls(
             itt,
@@ -870,7 +870,7 @@ class LogoutResponse(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> LogoutResponse:
+    def decode(cls, b: memoryview | bytes | bytearray) -> LogoutResponse:
         _, _, rsp, _, w, _, itt, _, sn, exp, mx, _, t2w, t2r, _ = _LOGOUT_RSP.unpack_from(b)
         return cls(itt, rsp, sn, exp, mx, t2w, t2r, w & 0xFFFFFF, w >> 24)
 
@@ -910,7 +910,7 @@ class R2T(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> R2T:
+    def decode(cls, b: memoryview | bytes | bytearray) -> R2T:
         _, _, _, _, w, lun, itt, ttt, sn, exp, mx, r2tsn, off, ln = _GENERIC.unpack_from(b)
         return cls(itt, ttt, sn, exp, mx, r2tsn, off, ln, lun, w & 0xFFFFFF, w >> 24)
 
@@ -950,7 +950,7 @@ class AsyncMessage(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> AsyncMessage:
+    def decode(cls, b: memoryview | bytes | bytearray) -> AsyncMessage:
         _, _, _, _, w, lun, itt, _, sn, exp, mx, ev, vc, p1, p2, p3, _ = _ASYNC.unpack_from(b)
         return cls(sn, exp, mx, ev, vc, p1, p2, p3, lun, itt, w & 0xFFFFFF, w >> 24)
 
@@ -989,7 +989,7 @@ class Reject(NamedTuple):
     ahs_words: int = 0
 
     @classmethod
-    def decode(cls, b: memoryview | bytes) -> Reject:
+    def decode(cls, b: memoryview | bytes | bytearray) -> Reject:
         _, _, reason, _, w, _, itt, _, sn, exp, mx, dsn, _, _ = _GENERIC.unpack_from(b)
         return cls(reason, sn, exp, mx, dsn, itt, w & 0xFFFFFF, w >> 24)
 
@@ -1066,7 +1066,9 @@ def lengths(bhs: memoryview | bytes | bytearray) -> tuple[int, int]:
     return bhs[4] * 4, (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]
 
 
-def decode(bhs: memoryview | bytes | bytearray, *, allowed: frozenset[int] = INITIATOR_OPCODES) -> Pdu:
+def decode(
+    bhs: memoryview | bytes | bytearray, *, allowed: frozenset[int] = INITIATOR_OPCODES
+) -> Pdu:
     """Decode a 48-byte BHS into its record, or raise :class:`PduError` (reason code)."""
     if len(bhs) < BHS_LENGTH:
         raise PduError(RejectReason.PROTOCOL_ERROR, "short basic header segment")
