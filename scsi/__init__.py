@@ -15,8 +15,8 @@ from .sense import Asc, SenseError, SenseKey, Status, build_fixed_sense
 from .target import Masking, Target
 
 __all__ = [
-    "Asc",
     "AluaState",
+    "Asc",
     "Backend",
     "FileBackend",
     "LogicalUnit",

@@ -57,7 +57,7 @@ class LogicalUnit:
 
     name: str
     backend: Backend
-    identity: LuIdentity = field(default=None)  # type: ignore[assignment]
+    identity: LuIdentity = field(default_factory=lambda: LuIdentity("", "", 0))
     read_only: bool = False
     pr: PersistentReservations = field(default_factory=PersistentReservations)
     mode: ModePages = field(default_factory=ModePages)
@@ -70,7 +70,7 @@ class LogicalUnit:
     stats: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.identity is None:
+        if not self.identity.name:
             self.identity = LuIdentity.for_name(self.name)
         self.caw_lock = trio.Lock()
         for k in ("read_ops", "write_ops", "read_bytes", "write_bytes", "unmap_ops"):

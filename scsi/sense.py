@@ -152,9 +152,7 @@ class SenseError(Exception):
         return cls.illegal(Asc.INVALID_FIELD_IN_CDB, field_pointer=field_pointer, bit=bit)
 
     @classmethod
-    def invalid_param(
-        cls, field_pointer: int | None = None, bit: int | None = None
-    ) -> SenseError:
+    def invalid_param(cls, field_pointer: int | None = None, bit: int | None = None) -> SenseError:
         """ILLEGAL REQUEST, INVALID FIELD IN PARAMETER LIST (26/00)."""
         return cls.illegal(
             Asc.INVALID_FIELD_IN_PARAMETER_LIST,

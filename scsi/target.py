@@ -63,6 +63,7 @@ class Target:
         masking: Masking | None = None,
         ua_listener: UaListener | None = None,
         implicit_transition_secs: int = 0,
+        on_state_change: Callable[[int], None] | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         self.name = name
@@ -72,6 +73,9 @@ class Target:
         self.masking = masking
         self.ua_listener = ua_listener
         self.implicit_transition_secs = implicit_transition_secs
+        # Called with a LUN id after persistent state of that LU changed (PR
+        # registrations with APTPL): the application stores LogicalUnit.to_dict().
+        self.on_state_change = on_state_change
         self.log = logger or log
         self._nexuses: dict[tuple[str, int], _NexusState] = {}
         self._stats: dict[str, int] = {
@@ -137,6 +141,10 @@ class Target:
             if allowed is not None and lun not in allowed:
                 return None
         return lu
+
+    def state_changed(self, lun: int) -> None:
+        if self.on_state_change is not None:
+            self.on_state_change(lun)
 
     # -- ALUA --------------------------------------------------------------------
 
