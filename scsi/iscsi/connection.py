@@ -229,6 +229,7 @@ class Connection:
         self.extra = log_extra or {}
         self.tasks: dict[int, Task] = {}  # by ITT
         self.waiting: dict[int, Task] = {}  # non-immediate tasks by CmdSN, ahead of ExpCmdSN
+        self.skip_cmdsn: set[int] = set()  # CmdSNs aborted before they arrived
         self.next_ttt = 1
         self.ttt_owner: dict[int, Task] = {}
         self.buffered = 0
@@ -260,7 +261,7 @@ class Connection:
             self._dispatch(rx)
         except PduError as e:
             self.reject(e.reason, rx.header, str(e))
-            if e.fatal or (self.params.erl == 0 and e.reason == RejectReason.PROTOCOL_ERROR):
+            if e.fatal:
                 self._close(str(e))
 
     def reject(self, reason: int, header: bytes, why: str) -> None:
@@ -409,6 +410,10 @@ class Connection:
             raise PduError(RejectReason.PROTOCOL_ERROR, "SCSI command in a discovery session")
         if not self._check_cmdsn(cmd.cmdsn, cmd.immediate):
             return
+        if not cmd.immediate and cmd.cmdsn in self.skip_cmdsn:
+            self.skip_cmdsn.discard(cmd.cmdsn)
+            self._consume_cmdsn(cmd.cmdsn)
+            return
         if cmd.itt == RESERVED_TAG or cmd.itt in self.tasks:
             raise PduError(RejectReason.INVALID_PDU_FIELD, f"ITT {cmd.itt:#x} in use or reserved")
         if not cmd.final:
@@ -546,6 +551,14 @@ class Connection:
             if task is None and d.ttt != RESERVED_TAG and d.ttt not in self.ttt_owner:
                 raise PduError(RejectReason.INVALID_PDU_FIELD, f"unknown TTT {d.ttt:#x}")
             return
+        try:
+            self._data_out(task, d, rx.data)
+        except PduError:
+            # ERL 0: the task cannot complete; the initiator fails it on the Reject.
+            self._finish(task)
+            raise
+
+    def _data_out(self, task: Task, d: pdu.DataOut, data: memoryview) -> None:
         n = d.data_length
         if d.ttt == RESERVED_TAG:
             if task.unsol_done:
@@ -555,7 +568,7 @@ class Connection:
             if d.offset + n > task.unsol_end:
                 raise PduError(RejectReason.PROTOCOL_ERROR, "unsolicited data beyond FirstBurst")
             task.unsol_datasn += 1
-            self._accept(task, d.offset, rx.data)
+            self._accept(task, d.offset, data)
             if d.final:
                 if d.offset + n != task.unsol_end:
                     raise PduError(RejectReason.PROTOCOL_ERROR, "short unsolicited burst")
@@ -571,7 +584,7 @@ class Connection:
         if d.offset != (task.filled if task.filled >= start else start) or d.offset + n > end:
             raise PduError(RejectReason.PROTOCOL_ERROR, "Data-Out outside the R2T's burst")
         seq[2] = datasn + 1
-        self._accept(task, d.offset, rx.data)
+        self._accept(task, d.offset, data)
         if d.final:
             if task.filled != end:
                 raise PduError(RejectReason.PROTOCOL_ERROR, "burst ended early")
@@ -610,10 +623,12 @@ class Connection:
                 residual, under = task.edtl - total, True
         elif task.write:
             needed = task.needed
-            if needed < task.edtl:
-                residual, over = task.edtl - needed, True
-            elif needed > task.edtl:
-                residual, under = needed - task.edtl, True
+            # RFC 7143 11.4.5.1: overflow = bytes not transferred because the EDTL was too
+            # small; underflow = expected bytes that were not transferred.
+            if needed > task.edtl:
+                residual, over = needed - task.edtl, True
+            elif needed < task.edtl:
+                residual, under = task.edtl - needed, True
         elif task.edtl:
             residual, under = task.edtl, True
 
@@ -726,10 +741,16 @@ class Connection:
         if fn == TmfFunction.ABORT_TASK:
             task = self.tasks.get(req.ref_itt)
             if task is None or task.lun != req.lun:
-                in_window = sn_lt(req.ref_cmdsn, self.exp_cmdsn)
-                # RFC 7143 11.5.1: a completed task within the window is "complete".
+                # RFC 7143 11.5.1 b): a command not received yet whose CmdSN is in the window
+                # counts as received (and is dropped when it arrives): "function complete".
+                # A command already finished does not exist any more.
+                unseen = sn_le(self.exp_cmdsn, req.ref_cmdsn) and sn_le(
+                    req.ref_cmdsn, self.max_cmdsn
+                )
+                if unseen and req.ref_cmdsn not in self.waiting:
+                    self.skip_cmdsn.add(req.ref_cmdsn)
                 self.tmf_done(
-                    req, TmfResponse.COMPLETE if in_window else TmfResponse.TASK_DOES_NOT_EXIST
+                    req, TmfResponse.COMPLETE if unseen else TmfResponse.TASK_DOES_NOT_EXIST
                 )
                 return
             self.events.append(ManageTasks(req, lun_id, (task,)))
