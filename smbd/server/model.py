@@ -80,6 +80,8 @@ class Connection:
         # Requests in flight that may be cancelled: sync ones by MessageId, async by AsyncId.
         self.pending_sync: dict[int, Request] = {}
         self.pending_async: dict[int, Request] = {}
+        # Binding exchanges in progress on this connection, by SessionId.
+        self.bindings: dict[int, Any] = {}
         self.closed = False
 
     @property

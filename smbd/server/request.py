@@ -78,8 +78,10 @@ class Request:
         "connection",
         "header",
         "message",
+        "on_response",
         "server",
         "session",
+        "sign_response",
         "tree",
     )
 
@@ -107,6 +109,11 @@ class Request:
         self._hooks = hooks
         self.async_id = 0
         self.cancel_scope: trio.CancelScope | None = None
+        # Set by the core's own handlers: sign the response even when the session does
+        # not require it (VALIDATE_NEGOTIATE_INFO, the final SESSION_SETUP), and see the
+        # response's exact bytes once built (the 3.1.1 pre-auth integrity hash).
+        self.sign_response = False
+        self.on_response: Callable[[bytes], None] | None = None
 
     @property
     def is_related(self) -> bool:

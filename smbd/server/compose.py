@@ -1,0 +1,78 @@
+"""Building response messages: headers, compound chaining with 8-byte alignment, signing
+([MS-SMB2] 3.3.4.1, 3.3.4.1.1, 3.3.4.1.3). Pure: no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from smbd import crypto
+from smbd.server.request import Buffer
+from smbd.wire.constants import HeaderFlags
+from smbd.wire.header import HEADER_SIZE, SIGNATURE_OFFSET, Header, pack_error_body, pack_header
+
+_PAD = bytes(8)
+_NO_SIGNATURE = bytes(16)
+
+
+class OutMessage:
+    """One response (or unsolicited message) of a chain, before signing."""
+
+    __slots__ = ("after_send", "body", "header", "sign_algorithm", "sign_key")
+
+    def __init__(
+        self,
+        header: Header,
+        body: list[Buffer],
+        *,
+        sign_key: bytes = b"",
+        sign_algorithm: int = crypto.HMAC_SHA256,
+        after_send: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self.header = header
+        self.body = body
+        self.sign_key = sign_key
+        self.sign_algorithm = sign_algorithm
+        self.after_send = after_send
+
+    @property
+    def body_size(self) -> int:
+        return sum(len(p) for p in self.body)
+
+
+def error_body(error_data: bytes = b"") -> list[Buffer]:
+    """[MS-SMB2] 2.2.2 SMB2 ERROR Response body."""
+    return [pack_error_body(error_data)]
+
+
+def build_chain(messages: list[OutMessage]) -> list[Buffer]:
+    """Lay out a chain of responses as iovec parts: each but the last padded to 8 bytes
+    with NextCommand pointing at the next; each signed over its own bytes, padding
+    included, when it has a signing key. Calls ``after_send`` hooks with the exact bytes
+    of their message (used for the 3.1.1 pre-auth hash)."""
+    parts: list[Buffer] = []
+    last = len(messages) - 1
+    for i, m in enumerate(messages):
+        size = HEADER_SIZE + m.body_size
+        pad = (-size) % 8 if i < last else 0
+        h = m.header
+        flags = h.flags | HeaderFlags.SERVER_TO_REDIR
+        if m.sign_key:
+            flags |= HeaderFlags.SIGNED
+        else:
+            flags &= ~HeaderFlags.SIGNED
+        h = h._replace(
+            flags=flags,
+            next_command=size + pad if i < last else 0,
+            signature=_NO_SIGNATURE,
+        )
+        hdr = pack_header(h)
+        element: list[Buffer] = [hdr, *m.body]
+        if pad:
+            element.append(_PAD[:pad])
+        if m.sign_key:
+            sig = crypto.sign_parts(m.sign_algorithm, m.sign_key, element)
+            hdr[SIGNATURE_OFFSET : SIGNATURE_OFFSET + 16] = sig
+        if m.after_send is not None:
+            m.after_send(b"".join(bytes(p) for p in element))
+        parts.extend(element)
+    return parts

@@ -1,0 +1,676 @@
+"""Message processing for one connection ([MS-SMB2] 3.3.5.2): framing checks,
+decryption, compound chains, message-id and credit checks, session and tree lookup,
+signature verification, dispatch, async operations and CANCEL, and the responses.
+
+Each received message is processed in its own task, so a request that waits (a blocking
+lock, CHANGE_NOTIFY, a slow disk) never holds up the others; responses may go out in any
+order, as MS-SMB2 allows. Memory is bounded: the credit window bounds the requests a
+client may have outstanding and a byte budget stops reading from a client whose requests
+pin too much.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, NamedTuple
+
+import trio
+
+from smbd import crypto
+from smbd.server.compose import OutMessage, build_chain, error_body
+from smbd.server.credits import CreditError
+from smbd.server.model import Connection, ConnState, Session, SessionState
+from smbd.server.request import ChainState, Handler, Request, Response, SMBError
+from smbd.transport.base import FramingError, Transport, TransportClosed
+from smbd.wire.constants import (
+    PROTOCOL_ID,
+    SMB1_PROTOCOL_ID,
+    TRANSFORM_PROTOCOL_ID,
+    Command,
+    HeaderFlags,
+)
+from smbd.wire.errors import ParseError
+from smbd.wire.header import HEADER_SIZE, Header, command_name, parse_header
+from smbd.wire.misc import parse_simple
+from smbd.wire.status import NTStatus
+
+if TYPE_CHECKING:
+    from smbd.server.server import SMBServer
+
+_SESSION_ID_NONE = 0xFFFF_FFFF_FFFF_FFFF
+_U32_READERS: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    # command: ((send payload offsets), (expected response offsets)) in the body
+    Command.READ: ((), (4,)),
+    Command.WRITE: ((4,), ()),
+    Command.IOCTL: ((28, 40), (32, 44)),
+    Command.QUERY_DIRECTORY: ((), (28,)),
+    Command.CHANGE_NOTIFY: ((), (4,)),
+    Command.QUERY_INFO: ((), (4,)),
+    Command.SET_INFO: ((4,), ()),
+}
+
+
+class Disconnect(Exception):
+    """The connection must be dropped ([MS-SMB2] says "disconnect" for this input)."""
+
+
+class CommandInfo(NamedTuple):
+    """What a command needs before its handler runs ([MS-SMB2] 3.3.5.2.9, 3.3.5.2.11)."""
+
+    needs_session: bool
+    needs_tree: bool
+
+
+COMMAND_INFO: Mapping[int, CommandInfo] = {
+    Command.NEGOTIATE: CommandInfo(False, False),
+    Command.SESSION_SETUP: CommandInfo(False, False),
+    Command.LOGOFF: CommandInfo(True, False),
+    Command.TREE_CONNECT: CommandInfo(True, False),
+    Command.TREE_DISCONNECT: CommandInfo(True, True),
+    Command.CREATE: CommandInfo(True, True),
+    Command.CLOSE: CommandInfo(True, True),
+    Command.FLUSH: CommandInfo(True, True),
+    Command.READ: CommandInfo(True, True),
+    Command.WRITE: CommandInfo(True, True),
+    Command.LOCK: CommandInfo(True, True),
+    Command.IOCTL: CommandInfo(True, True),
+    Command.ECHO: CommandInfo(False, False),
+    Command.QUERY_DIRECTORY: CommandInfo(True, True),
+    Command.CHANGE_NOTIFY: CommandInfo(True, True),
+    Command.QUERY_INFO: CommandInfo(True, True),
+    Command.SET_INFO: CommandInfo(True, True),
+    Command.OPLOCK_BREAK: CommandInfo(True, True),
+}
+
+
+class ChainRun(ChainState):
+    """One received message being processed: its chain state plus the responses built so
+    far and the session whose key decrypted it."""
+
+    __slots__ = ("encrypted_by", "index", "out")
+
+    def __init__(self, encrypted_by: Session | None) -> None:
+        super().__init__()
+        self.encrypted_by = encrypted_by
+        self.out: list[tuple[OutMessage, Session | None]] = []
+        self.index = 0
+
+
+class RequestState:
+    """Bookkeeping the processor keeps per running request."""
+
+    __slots__ = ("cancel_requested", "credits_granted")
+
+    def __init__(self) -> None:
+        self.cancel_requested = False
+        self.credits_granted = False
+
+
+class ConnectionProcessor:
+    """Runs one connection: the receive loop and the processing of each message."""
+
+    def __init__(
+        self,
+        server: SMBServer,
+        transport: Transport,
+        connection: Connection,
+        handlers: Mapping[int, Handler],
+    ) -> None:
+        self.server = server
+        self.transport = transport
+        self.conn = connection
+        self.handlers = handlers
+        self.log = server.log
+        self._extra = {"conn": connection.conn_id, "peer": connection.peer}
+        self._nursery: trio.Nursery | None = None
+        self._inflight_bytes = 0
+        self._inflight_changed = trio.Event()
+        self._next_async_id = 1
+        self._states: dict[int, RequestState] = {}  # id(Request) -> state
+        self.requests = 0
+        self.errors = 0
+        self.on_negotiated: Callable[[], None] | None = None
+
+    # ---------------------------------------------------------------- receive loop
+
+    async def run(self) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    await self._receive_loop(nursery)
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            self.conn.closed = True
+
+    async def _receive_loop(self, nursery: trio.Nursery) -> None:
+        limits = self.server.limits
+        while not self.conn.closed:
+            idle = limits.handshake_timeout if not self._has_valid_session() else None
+            try:
+                with trio.move_on_after(idle if idle is not None else float("inf")) as scope:
+                    msg = await self.transport.receive()
+            except TransportClosed as e:
+                self.log.debug("connection closed: %s", e, extra=self._extra)
+                return
+            except FramingError as e:
+                self.log.warning("dropping connection: %s", e, extra=self._extra)
+                return
+            if scope.cancelled_caught:
+                self.log.warning(
+                    "dropping connection: nothing established within %.1f s",
+                    idle,
+                    extra=self._extra,
+                )
+                return
+            size = len(msg)
+            while self._inflight_bytes and self._inflight_bytes + size > limits.inflight_bytes:
+                self._inflight_changed = trio.Event()
+                await self._inflight_changed.wait()
+            self._inflight_bytes += size
+            nursery.start_soon(self._process_message, msg)
+
+    def _has_valid_session(self) -> bool:
+        return any(s.state is SessionState.VALID for s in self.conn.sessions.values())
+
+    def close(self, reason: str) -> None:
+        if not self.conn.closed:
+            self.log.warning("dropping connection: %s", reason, extra=self._extra)
+        self.conn.closed = True
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def _process_message(self, msg: memoryview) -> None:
+        try:
+            await self._handle_message(msg)
+        except Disconnect as e:
+            self.close(str(e))
+        except (TransportClosed, FramingError) as e:
+            self.close(str(e))
+        except Exception:
+            self.log.exception("internal error processing a message", extra=self._extra)
+            self.close("internal error")
+        finally:
+            self._inflight_bytes -= len(msg)
+            self._inflight_changed.set()
+
+    # ---------------------------------------------------------------- one message
+
+    async def _handle_message(self, msg: memoryview) -> None:
+        proto = bytes(msg[:4])
+        if proto == PROTOCOL_ID:
+            await self._process_chain(msg, ChainRun(None))
+        elif proto == TRANSFORM_PROTOCOL_ID:
+            session, plain = self._decrypt(msg)
+            if bytes(plain[:4]) != PROTOCOL_ID:
+                raise Disconnect("decrypted message is not SMB2")
+            await self._process_chain(memoryview(plain), ChainRun(session))
+        elif proto == SMB1_PROTOCOL_ID:
+            from smbd.server.negotiate import handle_smb1_negotiate
+
+            if self.conn.state is not ConnState.INITIAL:
+                raise Disconnect("SMB1 message after negotiation")
+            out = await handle_smb1_negotiate(self.server, self.conn, msg)
+            if out is None:
+                raise Disconnect("SMB1 negotiate without an SMB2 dialect")
+            if self.on_negotiated is not None:
+                self.on_negotiated()
+            await self._send([(out, None)], None)
+        else:
+            raise Disconnect(f"unknown protocol id {proto.hex()}")
+
+    def _decrypt(self, msg: memoryview) -> tuple[Session, bytes]:
+        """[MS-SMB2] 3.3.5.2.1.1: any failure here drops the connection."""
+        try:
+            th = crypto.parse_transform_header(msg)
+        except crypto.CryptoError as e:
+            raise Disconnect(f"bad transform header: {e}") from None
+        session = self.server.sessions.get(th.session_id)
+        if (
+            session is None
+            or session.keys is None
+            or not session.keys.decryption
+            or session.channel_for(self.conn) is None
+        ):
+            raise Disconnect(f"encrypted message for unknown session 0x{th.session_id:x}")
+        try:
+            _sid, plain = crypto.decrypt(session.cipher_id, session.keys.decryption, msg)
+        except crypto.CryptoError as e:
+            raise Disconnect(f"decryption failed: {e}") from None
+        if len(plain) < HEADER_SIZE:
+            raise Disconnect("decrypted message shorter than a header")
+        return session, plain
+
+    async def _process_chain(self, msg: memoryview, chain: ChainRun) -> None:
+        offset = 0
+        index = 0
+        while True:
+            try:
+                header = parse_header(msg, offset)
+            except ParseError as e:
+                raise Disconnect(str(e)) from None
+            nxt = header.next_command
+            if nxt:
+                if nxt % 8 or nxt < HEADER_SIZE or offset + nxt > len(msg):
+                    raise Disconnect(f"NextCommand {nxt} invalid")
+                end = offset + nxt
+            else:
+                end = len(msg)
+            chain.index = index
+            was = self.conn.state
+            result = await self._process_request(msg[offset:end], header, chain, index)
+            if was is not self.conn.state and self.on_negotiated is not None:
+                self.on_negotiated()
+            if result is not None:
+                chain.out.append(result)
+            if not nxt:
+                break
+            offset = end
+            index += 1
+        if chain.out:
+            out, chain.out = chain.out, []
+            await self._send(out, chain.encrypted_by)
+
+    # ---------------------------------------------------------------- one request
+
+    async def _process_request(
+        self, element: memoryview, header: Header, chain: ChainRun, index: int
+    ) -> tuple[OutMessage, Session | None] | None:
+        conn = self.conn
+        cmd = header.command
+        if conn.state is not ConnState.NEGOTIATED:
+            if cmd != Command.NEGOTIATE:
+                raise Disconnect(f"{command_name(cmd)} before NEGOTIATE")
+        elif cmd == Command.NEGOTIATE:
+            raise Disconnect("second NEGOTIATE")  # [MS-SMB2] 3.3.5.3.1 / 3.3.5.4
+        if header.flags & HeaderFlags.SERVER_TO_REDIR:
+            raise Disconnect("request with SERVER_TO_REDIR set")
+        if cmd == Command.CANCEL:
+            self._cancel(element, header, chain)
+            return None
+        self.requests += 1
+
+        # [MS-SMB2] 3.3.5.2.3 / 3.3.5.2.5: message id inside the window, charge covers it
+        charge = max(header.credit_charge, 1) if conn.supports_large_mtu else 1
+        try:
+            conn.credits.consume(header.message_id, charge)
+        except CreditError as e:
+            raise Disconnect(str(e)) from None
+
+        related = bool(header.flags & HeaderFlags.RELATED_OPERATIONS)
+        req = Request(
+            header=header,
+            body=element[HEADER_SIZE:],
+            message=element,
+            server=self.server,
+            connection=conn,
+            session=None,
+            tree=None,
+            chain=chain,
+            hooks=self,
+        )
+        state = RequestState()
+        self._states[id(req)] = state
+        status: int = NTStatus.SUCCESS
+        resp: Response
+        try:
+            try:
+                if related and index == 0:
+                    related = False  # the first request has nothing to relate to
+                if related and chain.failed_status is not None:
+                    raise SMBError(chain.failed_status, "a CREATE earlier in the chain failed")
+                self._check_credit_charge(header, req.body, charge)
+                info = COMMAND_INFO.get(cmd)
+                if info is None:
+                    raise SMBError(NTStatus.INVALID_PARAMETER, f"unknown command 0x{cmd:04x}")
+                handler = self.handlers.get(cmd)
+                if handler is None:
+                    raise SMBError(NTStatus.NOT_SUPPORTED, f"{command_name(cmd)} not supported")
+                self._lookup_session(req, info, chain, related)
+                if info.needs_tree:
+                    self._lookup_tree(req, chain, related)
+                resp = await self._run_handler(req, handler, state)
+            except SMBError as e:
+                resp = Response(error_body(e.error_data), e.status)
+                self._log_error(req, e.status, str(e))
+            except ParseError as e:
+                if e.disconnect:
+                    raise Disconnect(str(e)) from None
+                resp = Response(error_body(), e.status)
+                self._log_error(req, e.status, str(e))
+            status = resp.status
+            if cmd == Command.CREATE and _is_error(status):
+                chain.failed_status = status
+            if req.session is not None:
+                chain.session_id = req.session.session_id
+            if req.tree is not None:
+                chain.tree_id = req.tree.tree_id
+            return self._response(req, state, resp, chain)
+        finally:
+            del self._states[id(req)]
+
+    def _log_error(self, req: Request, status: int, message: str) -> None:
+        self.errors += 1
+        try:
+            name = NTStatus(status).name
+        except ValueError:
+            name = f"0x{status:08x}"
+        self.log.info(
+            "%s -> %s: %s",
+            command_name(req.header.command),
+            name,
+            message,
+            extra=self._extra_for(req),
+        )
+
+    def _extra_for(self, req: Request) -> dict[str, object]:
+        extra: dict[str, object] = dict(self._extra)
+        extra["session"] = req.session.session_id if req.session else req.header.session_id
+        extra["tree"] = req.tree.tree_id if req.tree else req.header.tree_id
+        extra["mid"] = req.header.message_id
+        return extra
+
+    def _check_credit_charge(self, header: Header, body: memoryview, charge: int) -> None:
+        """[MS-SMB2] 3.3.5.2.5: with multi-credit, CreditCharge must cover the payload."""
+        if not self.conn.supports_large_mtu:
+            return
+        offsets = _U32_READERS.get(header.command)
+        if offsets is None:
+            return
+        send_off, recv_off = offsets
+        if len(body) < 48 and header.command == Command.IOCTL:
+            return  # the handler reports the short body
+        try:
+            send = sum(int.from_bytes(body[o : o + 4], "little") for o in send_off)
+            recv = sum(int.from_bytes(body[o : o + 4], "little") for o in recv_off)
+        except (IndexError, ValueError):
+            return
+        needed = (max(send, recv, 1) - 1) // 65536 + 1
+        if needed > charge:
+            raise SMBError(
+                NTStatus.INVALID_PARAMETER,
+                f"CreditCharge {charge} does not cover a payload of {max(send, recv)} bytes",
+            )
+
+    def _lookup_session(
+        self, req: Request, info: CommandInfo, chain: ChainRun, related: bool
+    ) -> None:
+        """[MS-SMB2] 3.3.5.2.9 and the signing rules of 3.3.5.2.4."""
+        header = req.header
+        sid = chain.session_id if related and chain.session_id else header.session_id
+        if header.command == Command.SESSION_SETUP:
+            # SESSION_SETUP finds (or creates) its session itself; a signed re-auth or
+            # binding request is verified here when the session is known.
+            session = self.server.sessions.get(sid) if sid else None
+            if session is not None and header.flags & HeaderFlags.SIGNED:
+                self._verify_signature(req, session, binding_ok=True)
+            return
+        if not info.needs_session:
+            return
+        session = self.server.sessions.get(sid)
+        if session is None or session.channel_for(self.conn) is None:
+            raise SMBError(NTStatus.USER_SESSION_DELETED, f"no session 0x{sid:x}")
+        if session.state is SessionState.IN_PROGRESS:
+            raise SMBError(NTStatus.USER_SESSION_DELETED, "session setup not finished")
+        if session.state is SessionState.EXPIRED:
+            raise SMBError(NTStatus.NETWORK_SESSION_EXPIRED, "session expired")
+        req.session = session
+        encrypted = chain.encrypted_by is not None
+        if encrypted:
+            if chain.encrypted_by is not session:
+                raise Disconnect("compound request mixes encrypted sessions")
+            return
+        if header.flags & HeaderFlags.SIGNED:
+            self._verify_signature(req, session, binding_ok=False)
+        elif session.signing_required:
+            raise SMBError(NTStatus.ACCESS_DENIED, "unsigned request on a signed session")
+        if session.encrypt_data:
+            raise SMBError(NTStatus.ACCESS_DENIED, "unencrypted request on an encrypted session")
+
+    def _verify_signature(self, req: Request, session: Session, *, binding_ok: bool) -> None:
+        channel = session.channel_for(self.conn)
+        key = channel.signing_key if channel is not None and channel.signing_key else b""
+        if not key and binding_ok:
+            key = session.signing_key
+        if not key:
+            if session.state is SessionState.IN_PROGRESS:
+                return  # nothing to verify with yet
+            raise SMBError(NTStatus.ACCESS_DENIED, "signed request without a signing key")
+        if not crypto.verify(session.signing_algorithm, key, req.message):
+            raise SMBError(NTStatus.ACCESS_DENIED, "bad signature")
+
+    def _lookup_tree(self, req: Request, chain: ChainRun, related: bool) -> None:
+        """[MS-SMB2] 3.3.5.2.11"""
+        session = req.session
+        assert session is not None
+        tid = chain.tree_id if related and chain.tree_id else req.header.tree_id
+        tree = session.trees.get(tid)
+        if tree is None:
+            raise SMBError(NTStatus.NETWORK_NAME_DELETED, f"no tree 0x{tid:x}")
+        req.tree = tree
+        if tree.encrypt_data and chain.encrypted_by is None:
+            raise SMBError(NTStatus.ACCESS_DENIED, "unencrypted request on an encrypted share")
+
+    async def _run_handler(self, req: Request, handler: Handler, state: RequestState) -> Response:
+        conn = self.conn
+        mid = req.header.message_id
+        with trio.CancelScope() as scope:
+            req.cancel_scope = scope
+            conn.pending_sync[mid] = req
+            try:
+                resp = await handler(req)
+            finally:
+                conn.pending_sync.pop(mid, None)
+                if req.async_id:
+                    conn.pending_async.pop(req.async_id, None)
+        if scope.cancelled_caught:
+            raise SMBError(NTStatus.CANCELLED, "cancelled")
+        return resp
+
+    # ---------------------------------------------------------------- async and cancel
+
+    async def go_async(self, req: Request) -> int:
+        """[MS-SMB2] 3.3.4.2: send the interim response; the final one follows later."""
+        conn = self.conn
+        if len(conn.pending_async) >= self.server.limits.async_per_connection:
+            raise SMBError(NTStatus.INSUFFICIENT_RESOURCES, "too many async operations")
+        state = self._states[id(req)]
+        chain = req._chain
+        assert isinstance(chain, ChainRun)
+        async_id = self._next_async_id
+        self._next_async_id += 1
+        conn.pending_async[async_id] = req
+        header = req.header
+        grant = conn.credits.grant(header.credits, 1)
+        state.credits_granted = True
+        interim = Header(
+            credit_charge=header.credit_charge,
+            status=NTStatus.PENDING,
+            command=header.command,
+            credits=grant,
+            flags=(header.flags & HeaderFlags.RELATED_OPERATIONS) | HeaderFlags.ASYNC_COMMAND,
+            next_command=0,
+            message_id=header.message_id,
+            async_id=async_id,
+            tree_id=0,
+            session_id=req.session.session_id if req.session else header.session_id,
+            signature=bytes(16),
+        )
+        out = OutMessage(interim, error_body())
+        if req.session is not None:
+            self._sign_setup(out, req.session, req, state)
+        pending = [*chain.out, (out, req.session)]
+        chain.out = []
+        await self._send(pending, chain.encrypted_by)
+        if state.cancel_requested and req.cancel_scope is not None:
+            req.cancel_scope.cancel()
+        return async_id
+
+    def _cancel(self, element: memoryview, header: Header, chain: ChainRun) -> None:
+        """[MS-SMB2] 3.3.5.16: CANCEL takes no credit and gets no response."""
+        try:
+            parse_simple(element[HEADER_SIZE:], "CANCEL")
+        except ParseError:
+            return
+        conn = self.conn
+        if header.flags & HeaderFlags.ASYNC_COMMAND:
+            target = conn.pending_async.get(header.async_id)
+        else:
+            target = conn.pending_sync.get(header.message_id)
+        if target is None:
+            return
+        if target.session is not None and header.session_id != target.session.session_id:
+            return
+        self.log.debug(
+            "cancel %s", command_name(target.header.command), extra=self._extra_for(target)
+        )
+        state = self._states.get(id(target))
+        if target.async_id and target.cancel_scope is not None:
+            target.cancel_scope.cancel()
+        elif state is not None:
+            state.cancel_requested = True
+
+    # ---------------------------------------------------------------- responses
+
+    def _response(
+        self, req: Request, state: RequestState, resp: Response, chain: ChainRun
+    ) -> tuple[OutMessage, Session | None] | None:
+        header = req.header
+        conn = self.conn
+        charge = max(header.credit_charge, 1) if conn.supports_large_mtu else 1
+        grant = 0 if state.credits_granted else conn.credits.grant(header.credits, charge)
+        flags = header.flags & HeaderFlags.RELATED_OPERATIONS
+        session = req.session
+        sid = session.session_id if session is not None else header.session_id
+        if header.command == Command.NEGOTIATE:
+            sid = 0
+        if req.async_id:
+            flags |= HeaderFlags.ASYNC_COMMAND
+        h = Header(
+            credit_charge=header.credit_charge,
+            status=resp.status,
+            command=header.command,
+            credits=grant,
+            flags=flags,
+            next_command=0,
+            message_id=header.message_id,
+            async_id=req.async_id,
+            tree_id=req.tree.tree_id if req.tree is not None else header.tree_id,
+            session_id=sid,
+            signature=bytes(16),
+        )
+        out = OutMessage(h, resp.body, after_send=req.on_response)
+        if session is not None:
+            self._sign_setup(out, session, req, state)
+        if req.async_id:
+            # the final response of an async request goes out on its own
+            self._nursery_send([(out, session)], chain.encrypted_by)
+            return None
+        return out, session
+
+    def _sign_setup(
+        self, out: OutMessage, session: Session, req: Request, state: RequestState
+    ) -> None:
+        """[MS-SMB2] 3.3.4.1.1: sign when the request was signed, the session requires
+        signing, or the response must be signed; never for guest or anonymous sessions."""
+        if session.keys is None or session.is_guest or session.is_anonymous:
+            return
+        if not (
+            req.sign_response or session.signing_required or req.header.flags & HeaderFlags.SIGNED
+        ):
+            return
+        channel = session.channel_for(self.conn)
+        key = channel.signing_key if channel is not None and channel.signing_key else b""
+        out.sign_key = key or session.signing_key
+        out.sign_algorithm = session.signing_algorithm
+
+    def _nursery_send(
+        self, out: list[tuple[OutMessage, Session | None]], encrypted_by: Session | None
+    ) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(self._send_or_close, out, encrypted_by)
+
+    async def _send_or_close(
+        self, out: list[tuple[OutMessage, Session | None]], encrypted_by: Session | None
+    ) -> None:
+        try:
+            await self._send(out, encrypted_by)
+        except (TransportClosed, Disconnect) as e:
+            self.close(str(e))
+
+    def _encrypting_session(
+        self, out: list[tuple[OutMessage, Session | None]], encrypted_by: Session | None
+    ) -> Session | None:
+        """[MS-SMB2] 3.3.4.1.4: encrypt when the request was encrypted, or the session
+        or tree requires it (not for SESSION_SETUP responses, whose keys are new)."""
+        if encrypted_by is not None:
+            return encrypted_by
+        for m, session in out:
+            if (
+                session is not None
+                and session.encryptor is not None
+                and m.header.command != Command.SESSION_SETUP
+                and (session.encrypt_data or self._tree_encrypts(session, m.header.tree_id))
+            ):
+                return session
+        return None
+
+    @staticmethod
+    def _tree_encrypts(session: Session, tree_id: int) -> bool:
+        tree = session.trees.get(tree_id)
+        return tree is not None and tree.encrypt_data
+
+    async def _send(
+        self, out: list[tuple[OutMessage, Session | None]], encrypted_by: Session | None
+    ) -> None:
+        if self.conn.closed:
+            return
+        enc = self._encrypting_session(out, encrypted_by)
+        if enc is not None:
+            for m, _s in out:
+                m.sign_key = b""  # an encrypted message is not also signed
+        parts = build_chain([m for m, _s in out])
+        if enc is not None and enc.encryptor is not None:
+            try:
+                parts = list(enc.encryptor.encrypt(enc.session_id, parts))
+            except crypto.CryptoError as e:
+                raise Disconnect(str(e)) from None
+        await self.transport.send(parts)
+
+    async def send_unsolicited(
+        self, command: int, body: list[bytes | bytearray | memoryview], session: Session | None
+    ) -> None:
+        """[MS-SMB2] 3.3.4.6/3.3.4.7: MessageId all ones, no credits, not signed;
+        encrypted when the session requires it."""
+        h = Header(
+            credit_charge=0,
+            status=NTStatus.SUCCESS,
+            command=command,
+            credits=0,
+            flags=0,
+            next_command=0,
+            message_id=0xFFFF_FFFF_FFFF_FFFF,
+            async_id=0,
+            tree_id=0,
+            session_id=0,
+            signature=bytes(16),
+        )
+        enc = session if session is not None and session.encrypt_data else None
+        await self._send([(OutMessage(h, body), session)], enc)
+
+    def statistics(self) -> dict[str, object]:
+        return {
+            "conn": self.conn.conn_id,
+            "peer": self.conn.peer,
+            "dialect": self.conn.dialect_text,
+            "requests": self.requests,
+            "errors": self.errors,
+            "async": len(self.conn.pending_async),
+            "inflight_bytes": self._inflight_bytes,
+            "credits": self.conn.credits.statistics(),
+        }
+
+
+def _is_error(status: int) -> bool:
+    return (status >> 30) == 3
