@@ -55,7 +55,17 @@ ReservationConflict = ReservationConflictError
 class Context:
     """One command on its way through the handlers."""
 
-    __slots__ = ("cdb", "data_out", "expected_in", "lu", "lun", "nexus", "st", "target")
+    __slots__ = (
+        "cdb",
+        "data_out",
+        "expected_in",
+        "expected_out",
+        "lu",
+        "lun",
+        "nexus",
+        "st",
+        "target",
+    )
 
     def __init__(
         self,
@@ -67,8 +77,10 @@ class Context:
         cdb: Buffer,
         data_out: memoryview | None,
         expected_in: int,
+        expected_out: int | None = None,
     ) -> None:
         self.target = target
+        self.expected_out = expected_out
         self.st = st
         self.nexus = nexus
         self.lun = lun
@@ -183,11 +195,24 @@ def _check_transfer(lu: LogicalUnit, blocks: int) -> None:
 
 
 def _data_out(ctx: Context, n: int) -> memoryview:
+    """Exactly ``n`` bytes of data-out, or INVALID FIELD IN CDB."""
     data = ctx.data_out if ctx.data_out is not None else memoryview(b"")
     if len(data) < n:
-        # The initiator sent less than the CDB asks to transfer.
         raise SenseError.invalid_cdb()
     return data[:n]
+
+
+def _data_out_blocks(ctx: Context, blocks: int) -> tuple[memoryview, int]:
+    """The whole blocks of data-out received, at most ``blocks``.
+
+    When the initiator's expected transfer length is shorter than the CDB's
+    transfer length (an overflow, RFC 7143 11.4.5.1), the command works on the
+    data actually transferred, as LIO, tgt and libiscsi's iSCSIResiduals tests
+    expect; the transport reports the residual."""
+    bs = ctx.lu.block_size
+    data = ctx.data_out if ctx.data_out is not None else memoryview(b"")
+    got = min(blocks, len(data) // bs)
+    return data[: got * bs], got
 
 
 def _first_mismatch(a: Buffer, b: Buffer) -> int:
@@ -423,7 +448,9 @@ async def write(ctx: Context) -> ScsiResult:
     if r.blocks == 0:
         return good()
     _check_transfer(lu, r.blocks)
-    data = _data_out(ctx, r.blocks * lu.block_size)
+    data, blocks = _data_out_blocks(ctx, r.blocks)
+    if blocks == 0:
+        return good()
     fua = bool(r.flags & 0x08) or not lu.mode.write_cache or cdb[0] in WRITE_VERIFY_OPS
     await lu.backend.write(r.lba, [data], fua=fua)
     lu.stats["write_ops"] += 1
@@ -444,9 +471,15 @@ async def verify(ctx: Context) -> ScsiResult:
         return good()
     _check_transfer(lu, r.blocks)
     bs = lu.block_size
-    want = _data_out(ctx, r.blocks * bs if bytchk == 1 else bs)
-    have = await lu.backend.read(r.lba, r.blocks)
-    expect: Buffer = want if bytchk == 1 else bytes(want) * r.blocks
+    blocks = r.blocks
+    if bytchk == 1:
+        want, blocks = _data_out_blocks(ctx, r.blocks)
+        if blocks == 0:
+            return good()
+    else:
+        want = _data_out(ctx, bs)
+    have = await lu.backend.read(r.lba, blocks)
+    expect: Buffer = want if bytchk == 1 else bytes(want) * blocks
     off = _first_mismatch(have, expect)
     if off >= 0:
         raise SenseError(SenseKey.MISCOMPARE, *Asc.MISCOMPARE_DURING_VERIFY, information=off)
@@ -483,8 +516,10 @@ async def write_same(ctx: Context) -> ScsiResult:
         block = data
     if blocks == 0:
         return good()
-    if unmap and lu.thin and not any(block):
-        # Deallocated blocks read as zeros (LBPRZ=1): unmapping writes the data.
+    if unmap and lu.thin:
+        # UNMAP=1 on a thin unit deallocates the range whatever the data (as LIO
+        # and tgt do, and libiscsi's WriteSame*.Unmap* tests expect); with
+        # LBPRZ=1 it then reads as zeros.
         await lu.backend.unmap([(r.lba, blocks)])
         lu.stats["unmap_ops"] += 1
     else:
@@ -566,8 +601,12 @@ async def compare_and_write(ctx: Context) -> ScsiResult:
         raise SenseError.invalid_cdb(13)
     _check_range(lu, r.lba, r.blocks)
     if r.blocks == 0:
+        if ctx.expected_out:
+            raise SenseError.invalid_cdb(13)
         return good()
     n = r.blocks * lu.block_size
+    if ctx.expected_out is not None and ctx.expected_out != 2 * n:
+        raise SenseError.invalid_cdb(13)
     data = _data_out(ctx, 2 * n)
     async with lu.caw_lock:
         have = await lu.backend.read(r.lba, r.blocks)
@@ -590,9 +629,11 @@ async def orwrite(ctx: Context) -> ScsiResult:
     if r.blocks == 0:
         return good()
     _check_transfer(lu, r.blocks)
-    data = _data_out(ctx, r.blocks * lu.block_size)
+    data, blocks = _data_out_blocks(ctx, r.blocks)
+    if blocks == 0:
+        return good()
     async with lu.caw_lock:
-        have = await lu.backend.read(r.lba, r.blocks)
+        have = await lu.backend.read(r.lba, blocks)
         merged = (int.from_bytes(have, "big") | int.from_bytes(data, "big")).to_bytes(
             len(have), "big"
         )

@@ -325,6 +325,12 @@ class Target:
             return r.blocks * bs
         return parameter_list_length(cdb)
 
+    @property
+    def max_transfer_bytes(self) -> int:
+        """The largest data transfer of one command (VPD B0h MAXIMUM TRANSFER
+        LENGTH); transports should admit at least this much per command."""
+        return commands.vpd.LIMITS.max_transfer_bytes
+
     def _block_size(self, lun: int | None) -> int:
         lu = self.luns.get(lun) if lun is not None else None
         if lu is None and self.luns:
@@ -339,14 +345,22 @@ class Target:
         data_out: memoryview | None,
         *,
         expected_in: int,
+        expected_out: int | None = None,
     ) -> ScsiResult:
         """Run one command.  Never raises for a bad command: errors come back as
-        CHECK CONDITION with sense data, or RESERVATION CONFLICT."""
+        CHECK CONDITION with sense data, or RESERVATION CONFLICT.
+
+        ``expected_in``: the initiator's expected data-in length.
+        ``expected_out``: its expected data-out length (iSCSI EDTL of a write),
+        when known; COMPARE AND WRITE checks it against its CDB (SBC-3 5.2).
+        ``data_out``: the data-out received, at most what
+        :meth:`data_out_length` asked for.
+        """
         self._stats["commands"] += 1
         st = self._nexus(nexus)
         st.commands += 1
         try:
-            result = await self._execute(st, nexus, lun, cdb, data_out, expected_in)
+            result = await self._execute(st, nexus, lun, cdb, data_out, expected_in, expected_out)
         except SenseError as exc:
             self._stats["check_conditions"] += 1
             if exc.key == SenseKey.UNIT_ATTENTION:
@@ -377,6 +391,7 @@ class Target:
         cdb: bytes | memoryview,
         data_out: memoryview | None,
         expected_in: int,
+        expected_out: int | None,
     ) -> ScsiResult:
         if not cdb:
             raise SenseError.illegal(Asc.INVALID_COMMAND_OPERATION_CODE)
@@ -395,7 +410,7 @@ class Target:
             if code is not None:
                 raise SenseError(SenseKey.UNIT_ATTENTION, *code)
         check_access(self.alua_state(nexus.tpg, lu), cdb)
-        ctx = commands.Context(self, st, nexus, lun, lu, cdb, data_out, expected_in)
+        ctx = commands.Context(self, st, nexus, lun, lu, cdb, data_out, expected_in, expected_out)
         return await commands.dispatch(ctx)
 
     # -- introspection -------------------------------------------------------------

@@ -22,7 +22,7 @@ VERSION_DESCRIPTORS = (0x00A0, 0x0960, 0x0460, 0x04C0)
 class BlockLimits:
     """The limits the target enforces and reports in VPD page B0h."""
 
-    max_transfer_bytes: int = 8 << 20
+    max_transfer_bytes: int = 64 << 20
     max_compare_and_write_blocks: int = 255
     max_unmap_lba_count: int = 0xFFFFFFFF
     max_unmap_descriptors: int = 256
