@@ -19,6 +19,7 @@ from .cdb import Op, check_length, parameter_list_length, parse_rw
 from .lun import LogicalUnit
 from .nexus import Nexus, ScsiResult
 from .sense import Asc, SenseError, SenseKey, Status, build_fixed_sense
+from .vpd import LIMITS
 
 __all__ = ["Masking", "Target"]
 
@@ -329,7 +330,7 @@ class Target:
     def max_transfer_bytes(self) -> int:
         """The largest data transfer of one command (VPD B0h MAXIMUM TRANSFER
         LENGTH); transports should admit at least this much per command."""
-        return commands.vpd.LIMITS.max_transfer_bytes
+        return LIMITS.max_transfer_bytes
 
     def _block_size(self, lun: int | None) -> int:
         lu = self.luns.get(lun) if lun is not None else None
