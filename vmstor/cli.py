@@ -253,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extensions() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
     """Command groups of the other subsystems (SAN, RDMA), each in its own module."""
-    return []
+    from vmstor import san_cli
+
+    return [san_cli.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

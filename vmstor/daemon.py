@@ -16,6 +16,7 @@ from smbd.config import DIALECT_NAMES, ServerConfig, ShareConfig
 from smbd.server import SMBServer
 from vmstor import control
 from vmstor.config import Config, ConfigError, load
+from vmstor.san import SanService
 from vmstor.statefile import read_json, write_json
 from vmstor.users import UserDB
 
@@ -75,6 +76,11 @@ class Daemon:
         # name -> callable run on "reload" requests from the CLI
         self.reloaders: dict[str, Callable[[], None]] = {"config": self.reload_config}
         self.status_sources: dict[str, Callable[[], Any]] = {"smb": self.smb.status}
+        self.san: SanService | None = None
+        if "iscsi" in cfg.raw:
+            self.san = SanService(cfg)
+            self.reloaders["san"] = self.san.reload
+            self.status_sources["san"] = self.san.status
 
     def reload_config(self) -> None:
         self.cfg = load(self.cfg.path)
@@ -93,6 +99,8 @@ class Daemon:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.smb.serve_tcp, list(self.cfg.smb.listen))
+            if self.san is not None:
+                await nursery.start(self.san.run)
             await nursery.start(
                 control.serve,
                 self.cfg.state_dir / control.SOCKET_NAME,

@@ -1,1 +1,1 @@
-"""Virtual Fibre Channel fabric model: virtual SANs, vHBAs with WWPN sets A/B, zoning, LUN masking."""
+"""Virtual Fibre Channel fabric: virtual SANs, vHBAs with WWPN sets A/B, zoning, masking."""
