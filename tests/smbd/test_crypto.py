@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
 from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation, Mode
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -659,3 +660,25 @@ def test_encryptor_rejects_bad_key_and_cipher() -> None:
         Encryptor(7, bytes(16), counting_rng)
     with pytest.raises(ValueError):
         Encryptor(AES_128_GCM, bytes(16), counting_rng).encrypt(1, [b""])
+
+
+@pytest.mark.parametrize("cipher", ALL_CIPHERS)
+def test_3_1_4_3_large_messages_round_trip_and_match_one_shot_aead(cipher: int) -> None:
+    # Large GCM messages take the streaming path; the result must be what the one-shot
+    # AEAD computes for the same nonce, and tampering must still be caught.
+    key = _key(cipher)
+    nonce = bytes(range(1, 13))[: 11 if cipher in (AES_128_CCM, AES_256_CCM) else 12]
+    payload = bytes(range(256)) * 400  # 100 KiB
+    parts: list[bytes | memoryview] = [payload[:64], memoryview(payload)[64:]]
+    header, ciphertext = Encryptor(cipher, key, fixed_rng(nonce)).encrypt(7, parts)
+    aead = AESCCM(key) if cipher in (AES_128_CCM, AES_256_CCM) else AESGCM(key)
+    sealed = aead.encrypt(nonce, payload, header[20:52])
+    assert ciphertext == sealed[:-16]
+    assert header[4:20] == sealed[-16:]
+    message = header + ciphertext
+    assert crypto.decrypt(cipher, key, memoryview(message)) == (7, payload)
+    for pos in (4, 30, 52, len(message) // 2, len(message) - 1):
+        bad = bytearray(message)
+        bad[pos] ^= 1
+        with pytest.raises(CryptoError):
+            crypto.decrypt(cipher, key, memoryview(bad))
