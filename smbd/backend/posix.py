@@ -144,6 +144,7 @@ class FileHandle:
 class OpenResult(NamedTuple):
     handle: FileHandle
     action: CreateAction
+    pending_truncate: bool = False  # OVERWRITE/SUPERSEDE deferred: call overwrite_sync()
 
 
 # -- libc calls Python does not wrap ---------------------------------------------------------
@@ -261,10 +262,14 @@ class PosixShare:
         want_write: bool,
         attributes: int = 0,
         now_ns: int | None = None,
+        defer_truncate: bool = False,
     ) -> OpenResult:
         """Open or create per [MS-FSA] 2.1.5.1 (CreateDisposition, DIRECTORY_FILE,
         NON_DIRECTORY_FILE). ``want_write`` opens the fd read-write. Sharing and access
-        policy is the caller's; this only does what the filesystem has to."""
+        policy is the caller's; this only does what the filesystem has to. With
+        ``defer_truncate`` an existing file that OVERWRITE/SUPERSEDE would truncate is only
+        opened (``pending_truncate`` set), so that the caller can check sharing first and
+        then call :meth:`overwrite_sync`."""
         opts = CreateOptions(options & 0x1043)
         want_dir = bool(opts & CreateOptions.DIRECTORY_FILE)
         if want_dir and opts & CreateOptions.NON_DIRECTORY_FILE:
@@ -281,7 +286,14 @@ class PosixShare:
         try:
             for _attempt in range(4):  # a create/delete race with another client retries
                 result = self._open_in(
-                    parent, components, disposition, opts, want_write, attributes, now_ns
+                    parent,
+                    components,
+                    disposition,
+                    opts,
+                    want_write,
+                    attributes,
+                    now_ns,
+                    defer_truncate,
                 )
                 if result is not None:
                     return result
@@ -313,6 +325,7 @@ class PosixShare:
         want_write: bool,
         attributes: int,
         now_ns: int | None,
+        defer_truncate: bool,
     ) -> OpenResult | None:
         name = components[-1]
         try:
@@ -353,32 +366,37 @@ class PosixShare:
                 raise BackendError(NTStatus.ACCESS_DENIED, "read-only share")
             with os_errors(name):
                 fd = self._reopen(pfd, os.O_RDWR if writable else os.O_RDONLY)
+            handle = FileHandle(
+                fd, components, is_dir=False, dev=s.st_dev, ino=s.st_ino, writable=writable
+            )
+            if not truncate:
+                return OpenResult(handle, CreateAction.OPENED)
+            action = (
+                CreateAction.SUPERSEDED
+                if disposition == Disposition.SUPERSEDE
+                else CreateAction.OVERWRITTEN
+            )
+            if defer_truncate:
+                return OpenResult(handle, action, pending_truncate=True)
             try:
-                action = CreateAction.OPENED
-                if truncate:
-                    with os_errors(name):
-                        os.ftruncate(fd, 0)
-                    self._store_dosattrib(
-                        fd, (attributes & STORED_ATTRIBUTES) | FileAttributes.ARCHIVE, None
-                    )
-                    action = (
-                        CreateAction.SUPERSEDED
-                        if disposition == Disposition.SUPERSEDE
-                        else CreateAction.OVERWRITTEN
-                    )
-                    if attributes & FileAttributes.READONLY:
-                        os.fchmod(fd, s.st_mode & ~0o222 & 0o7777)
+                self.overwrite_sync(handle, attributes)
             except BaseException:
                 os.close(fd)
                 raise
-            return OpenResult(
-                FileHandle(
-                    fd, components, is_dir=False, dev=s.st_dev, ino=s.st_ino, writable=writable
-                ),
-                action,
-            )
+            return OpenResult(handle, action)
         finally:
             os.close(pfd)
+
+    def overwrite_sync(self, handle: FileHandle, attributes: int) -> None:
+        """The overwrite part of OVERWRITE/OVERWRITE_IF/SUPERSEDE ([MS-FSA] 2.1.5.1.2.1):
+        truncate to 0 and replace the attributes (ARCHIVE added)."""
+        with os_errors("overwrite"):
+            os.ftruncate(handle.fd, 0)
+            self._store_dosattrib(
+                handle.fd, (attributes & STORED_ATTRIBUTES) | FileAttributes.ARCHIVE, None
+            )
+            if attributes & FileAttributes.READONLY:
+                os.fchmod(handle.fd, os.fstat(handle.fd).st_mode & ~0o222 & 0o7777)
 
     def _create_in(
         self,
@@ -440,6 +458,7 @@ class PosixShare:
         want_write: bool,
         attributes: int = 0,
         now_ns: int | None = None,
+        defer_truncate: bool = False,
     ) -> OpenResult:
         def body() -> OpenResult:
             return self.open_sync(
@@ -449,6 +468,7 @@ class PosixShare:
                 want_write=want_write,
                 attributes=attributes,
                 now_ns=now_ns,
+                defer_truncate=defer_truncate,
             )
 
         return await self.run(body)

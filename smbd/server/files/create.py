@@ -1,0 +1,368 @@
+"""SMB2 CREATE ([MS-SMB2] 3.3.5.9): validate -> resolve -> share-mode arbitration -> open.
+
+Order matters for what a client can observe: an OVERWRITE that loses the sharing check
+must not have truncated the file, so the backend opens without truncating, the open is
+arbitrated and registered, and only then is the file overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from smbd.backend import (
+    BackendError,
+    Components,
+    CreateAction,
+    Disposition,
+    FileHandle,
+    FileStat,
+    OpenResult,
+    PosixShare,
+    split_path,
+)
+from smbd.backend.attrs import FileAttributes
+from smbd.server.files.common import (
+    DELETE,
+    FILE_ALL_ACCESS,
+    FILE_APPEND_DATA,
+    FILE_WRITE_DATA,
+    MAXIMUM_ALLOWED,
+    WRITE_ACCESS,
+    files_of,
+    session_tree,
+    smb_errors,
+)
+from smbd.server.files.opens import DurableRequest, Open
+from smbd.server.files.state import DEFAULT_DURABLE_TIMEOUT_MS, FileServerState, ShareRuntime
+from smbd.server.request import Buffer, Request, Response, SMBError
+from smbd.wire import create as wc
+from smbd.wire.status import NTStatus
+
+__all__ = ["handle_create", "maximal_access"]
+
+log = logging.getLogger("smbd.files")
+
+# [MS-SMB2] 2.2.13 CreateOptions the server refuses outright.
+_OPTIONS_NOT_SUPPORTED = 0x00100000 | 0x00002000  # RESERVE_OPFILTER, OPEN_BY_FILE_ID
+_OPTIONS_INVALID = 0xFF000000
+_VALID_ATTRIBUTES = 0x00007FB7
+_OPLOCK_LEVELS = frozenset(int(x) for x in wc.OplockLevel)
+_HANDLE_CACHING = 0x2
+_FILE_ACTION_ADDED = 1
+_NOTIFY_FILE_NAME = 0x1
+_NOTIFY_DIR_NAME = 0x2
+_MAX_DURABLE_TIMEOUT_MS = 300_000
+
+
+def maximal_access(tree_access: int, read_only_share: bool, st: FileStat | None) -> int:
+    """What this user may do with this file: the tree's maximal access, less the write
+    rights a read-only share or a READONLY file takes away (a READONLY file keeps
+    FILE_WRITE_ATTRIBUTES, so the attribute can be cleared)."""
+    access = tree_access or FILE_ALL_ACCESS
+    if read_only_share:
+        access &= ~WRITE_ACCESS
+    elif st is not None and st.attributes & FileAttributes.READONLY and not st.is_dir:
+        access &= ~(FILE_WRITE_DATA | FILE_APPEND_DATA | DELETE | 0x10)
+    return access
+
+
+def _open_and_stat(
+    backend: PosixShare,
+    comps: Components,
+    disposition: Disposition,
+    options: int,
+    want_write: bool,
+    attributes: int,
+    now_ns: int,
+) -> tuple[OpenResult, FileStat]:
+    r = backend.open_sync(
+        comps,
+        disposition,
+        options,
+        want_write=want_write,
+        attributes=attributes,
+        now_ns=now_ns,
+        defer_truncate=True,
+    )
+    try:
+        return r, backend.stat_sync(r.handle)
+    except BaseException:
+        backend.close_sync(r.handle)
+        raise
+
+
+def _overwrite_and_stat(backend: PosixShare, handle: FileHandle, attributes: int) -> FileStat:
+    backend.overwrite_sync(handle, attributes)
+    return backend.stat_sync(handle)
+
+
+def _validate(cr: wc.CreateRequest) -> None:
+    """[MS-SMB2] 3.3.5.9 request checks that come before any file system work."""
+    if cr.impersonation_level > wc.ImpersonationLevel.DELEGATE:
+        raise SMBError(NTStatus.BAD_IMPERSONATION_LEVEL)
+    if cr.create_options & _OPTIONS_INVALID:
+        raise SMBError(NTStatus.INVALID_PARAMETER, "reserved create options")
+    if cr.create_options & _OPTIONS_NOT_SUPPORTED:
+        raise SMBError(NTStatus.NOT_SUPPORTED, "create option not supported")
+    if cr.create_disposition > Disposition.OVERWRITE_IF:
+        raise SMBError(NTStatus.INVALID_PARAMETER, "create disposition")
+    if cr.file_attributes & ~_VALID_ATTRIBUTES:
+        raise SMBError(NTStatus.INVALID_PARAMETER, "file attributes")
+    if cr.share_access & ~0x7:
+        raise SMBError(NTStatus.INVALID_PARAMETER, "share access")
+    if cr.requested_oplock_level not in _OPLOCK_LEVELS:
+        raise SMBError(NTStatus.INVALID_PARAMETER, "oplock level")
+    if cr.desired_access & ~wc.VALID_ACCESS_MASK or cr.desired_access == 0:
+        raise SMBError(NTStatus.ACCESS_DENIED, "desired access")
+    if (
+        cr.create_options & wc.CreateOptions.DIRECTORY_FILE
+        and cr.create_options & wc.CreateOptions.NON_DIRECTORY_FILE
+    ):
+        raise SMBError(NTStatus.INVALID_PARAMETER, "directory and non-directory")
+
+
+def _durable_request(req: Request, cr: wc.CreateRequest) -> DurableRequest | None:
+    """DHnQ / DH2Q ([MS-SMB2] 3.3.5.9.6, 3.3.5.9.10); reconnects are refused as unknown."""
+    dhnq = cr.context(wc.CTX_DURABLE_HANDLE_REQUEST)
+    dh2q = cr.context(wc.CTX_DURABLE_HANDLE_REQUEST_V2)
+    dhnc = cr.context(wc.CTX_DURABLE_HANDLE_RECONNECT)
+    dh2c = cr.context(wc.CTX_DURABLE_HANDLE_RECONNECT_V2)
+    if dh2q is not None and (dhnq is not None or dhnc is not None or dh2c is not None):
+        raise SMBError(NTStatus.INVALID_PARAMETER, "DH2Q with another durable context")
+    if dh2c is not None and (dhnq is not None or dhnc is not None):
+        raise SMBError(NTStatus.INVALID_PARAMETER, "DH2C with another durable context")
+    if dhnc is not None or dh2c is not None:
+        # No open survives a disconnect without a handle lease, which this server has not
+        # granted unless a lease manager is installed; reconnect lookups then fail.
+        raise SMBError(NTStatus.OBJECT_NAME_NOT_FOUND, "no durable open to reconnect")
+    if dh2q is not None and req.connection.dialect >= 0x0300:
+        d2 = wc.parse_durable_v2_request(dh2q.data)
+        timeout = min(d2.timeout or DEFAULT_DURABLE_TIMEOUT_MS, _MAX_DURABLE_TIMEOUT_MS)
+        return DurableRequest(
+            2, timeout, bool(d2.flags & wc.DurableV2Flags.PERSISTENT), d2.create_guid
+        )
+    if dhnq is not None:
+        wc.parse_durable_request(dhnq.data)
+        return DurableRequest(1, DEFAULT_DURABLE_TIMEOUT_MS)
+    return None
+
+
+async def handle_create(req: Request) -> Response:
+    session, tree = session_tree(req)
+    cr = wc.parse_create_request(req.body)
+    _validate(cr)
+    if tree.share is None:  # IPC$: no named pipes (srvsvc/wkssvc) are served yet
+        raise SMBError(NTStatus.OBJECT_NAME_NOT_FOUND, f"pipe {cr.name!r}")
+    wc.check_no_duplicates(cr.contexts)
+    files = files_of(req)
+    rt = files.runtime(tree.share)
+    try:
+        comps = split_path(cr.name)
+    except BackendError as exc:
+        raise SMBError(exc.status, str(exc)) from exc
+    durable = _durable_request(req, cr)
+    lease = None
+    if cr.requested_oplock_level == wc.OplockLevel.LEASE and req.connection.dialect >= 0x0210:
+        rqls = cr.context(wc.CTX_REQUEST_LEASE)
+        if rqls is not None:
+            lease = wc.parse_lease(rqls.data)
+    alloc_ctx = cr.context(wc.CTX_ALLOCATION_SIZE)
+    allocation = wc.parse_allocation_size(alloc_ctx.data) if alloc_ctx is not None else None
+    mxac = cr.context(wc.CTX_QUERY_MAXIMAL_ACCESS)
+    if mxac is not None:
+        wc.parse_mxac_request(mxac.data)
+
+    desired = wc.map_generic_access(cr.desired_access)
+    tree_access = tree.maximal_access or FILE_ALL_ACCESS
+    if rt.read_only:
+        tree_access &= ~WRITE_ACCESS
+    if desired & ~MAXIMUM_ALLOWED & ~tree_access & ~0x01000000:
+        raise SMBError(NTStatus.ACCESS_DENIED, f"access {desired:#x} beyond the tree's")
+    if cr.create_options & wc.CreateOptions.DELETE_ON_CLOSE and not (
+        desired & (DELETE | MAXIMUM_ALLOWED)
+    ):
+        raise SMBError(NTStatus.ACCESS_DENIED, "delete-on-close without DELETE access")
+    want_write = bool(desired & (FILE_WRITE_DATA | FILE_APPEND_DATA)) or (
+        bool(desired & MAXIMUM_ALLOWED) and not rt.read_only
+    )
+    now_ns = int(req.server.wall_clock() * 1e9) if hasattr(req.server, "wall_clock") else 0
+
+    with smb_errors():
+        try:
+            result, st = await rt.backend.run(
+                _open_and_stat,
+                rt.backend,
+                comps,
+                Disposition(cr.create_disposition),
+                cr.create_options,
+                want_write,
+                cr.file_attributes,
+                now_ns,
+            )
+        except BackendError as exc:
+            if exc.status == NTStatus.ACCESS_DENIED and want_write and desired & MAXIMUM_ALLOWED:
+                # MAXIMUM_ALLOWED on a file the server cannot write: settle for reading
+                want_write = False
+                result, st = await rt.backend.run(
+                    _open_and_stat,
+                    rt.backend,
+                    comps,
+                    Disposition(cr.create_disposition),
+                    cr.create_options,
+                    False,
+                    cr.file_attributes,
+                    now_ns,
+                )
+            else:
+                raise
+    handle = result.handle
+    o: Open | None = None
+    try:
+        file_max = maximal_access(tree_access, rt.read_only, st)
+        granted = desired & ~MAXIMUM_ALLOWED
+        if desired & MAXIMUM_ALLOWED:
+            granted |= file_max
+            if not handle.writable:
+                granted &= ~(FILE_WRITE_DATA | FILE_APPEND_DATA)
+        if granted & ~file_max & ~0x01000000:
+            if st.attributes & FileAttributes.READONLY and granted & DELETE:
+                raise SMBError(
+                    NTStatus.CANNOT_DELETE
+                    if result.action == CreateAction.OPENED
+                    else NTStatus.ACCESS_DENIED
+                )
+            raise SMBError(NTStatus.ACCESS_DENIED, "access beyond what the file allows")
+        if (
+            cr.create_options & wc.CreateOptions.DELETE_ON_CLOSE
+            and st.attributes & FileAttributes.READONLY
+            and not st.is_dir
+        ):
+            raise SMBError(NTStatus.CANNOT_DELETE, "delete-on-close of a read-only file")
+        file = files.file_for(rt, handle)
+        if file.opens and files.oplocks is not None:
+            await files.oplocks.check_open(
+                req, file, granted, cr.share_access, cr.create_disposition
+            )
+        files.check_sharing(file, granted, cr.share_access)
+        o = files.add_open(
+            file=file,
+            handle=handle,
+            session=session,
+            tree=tree,
+            connection=req.connection,
+            granted_access=granted,
+            share_access=cr.share_access,
+            create_options=cr.create_options,
+            create_disposition=cr.create_disposition,
+        )
+    except BaseException:
+        if o is None:
+            await _discard(files, rt, handle, result.action)
+        raise
+    try:
+        if result.pending_truncate:
+            with smb_errors():
+                st = await rt.backend.run(
+                    _overwrite_and_stat, rt.backend, handle, cr.file_attributes
+                )
+        if allocation is not None and result.action != CreateAction.OPENED and not handle.is_dir:
+            with smb_errors():
+                await rt.backend.run(rt.backend.set_allocation_sync, handle, allocation)
+                st = await rt.backend.stat(handle)
+    except BaseException:
+        await files.close(o)
+        raise
+
+    o.durable_request = durable
+    o.create_guid = durable.create_guid if durable is not None else b""
+    oplock_level = wc.OplockLevel.NONE
+    lease_blob: bytes | None = None
+    if files.oplocks is not None and (
+        cr.requested_oplock_level != wc.OplockLevel.NONE or lease is not None
+    ):
+        level, lease_blob = files.oplocks.grant(req, o, cr.requested_oplock_level, lease)
+        oplock_level = wc.OplockLevel(level)
+        o.oplock_level = level
+
+    contexts: list[tuple[bytes, bytes]] = []
+    if mxac is not None:
+        contexts.append((wc.CTX_QUERY_MAXIMAL_ACCESS, wc.pack_mxac_response(0, file_max)))
+    if lease_blob is not None:
+        contexts.append((wc.CTX_REQUEST_LEASE, lease_blob))
+    if durable is not None:
+        grant_durable = oplock_level == wc.OplockLevel.BATCH or (
+            o.lease_key is not None and o.lease_state & _HANDLE_CACHING
+        )
+        if durable.persistent and tree.share.continuous_availability:
+            grant_durable = True
+        if grant_durable and not o.delete_on_close:
+            o.is_durable = True
+            o.durable_timeout_ms = durable.timeout_ms
+            if durable.version == 1:
+                contexts.append((wc.CTX_DURABLE_HANDLE_REQUEST, wc.DURABLE_RESPONSE))
+            else:
+                o.is_persistent = durable.persistent and tree.share.continuous_availability
+                contexts.append(
+                    (
+                        wc.CTX_DURABLE_HANDLE_REQUEST_V2,
+                        wc.pack_durable_v2_response(
+                            durable.timeout_ms,
+                            wc.DurableV2Flags.PERSISTENT if o.is_persistent else 0,
+                        ),
+                    )
+                )
+    if cr.context(wc.CTX_QUERY_ON_DISK_ID) is not None:
+        contexts.append((wc.CTX_QUERY_ON_DISK_ID, wc.pack_qfid_response(st.file_id, st.dev)))
+
+    rt.ops += 1
+    req.set_related_file_id(o.file_id)
+    if result.action == CreateAction.CREATED and files.notify is not None:
+        files.notify.changed(
+            rt.name,
+            comps,
+            _FILE_ACTION_ADDED,
+            _NOTIFY_DIR_NAME if handle.is_dir else _NOTIFY_FILE_NAME,
+        )
+    log.debug(
+        "create %s\\%s -> %s",
+        rt.name,
+        cr.name,
+        result.action.name,
+        extra={"session": session.session_id, "tree": tree.tree_id, "open": o.volatile_id},
+    )
+    body: list[Buffer] = []
+    body += wc.pack_create_response(
+        wc.CreateResponse(
+            oplock_level=oplock_level,
+            flags=0,
+            create_action=result.action,
+            creation_time=st.creation_time,
+            last_access_time=st.last_access_time,
+            last_write_time=st.last_write_time,
+            change_time=st.change_time,
+            allocation_size=st.allocation_size,
+            end_of_file=st.end_of_file,
+            file_attributes=st.attributes,
+            file_id=o.file_id,
+            contexts=tuple(contexts),
+        )
+    )
+    return Response(body)
+
+
+async def _discard(
+    files: FileServerState, rt: ShareRuntime, handle: FileHandle, action: CreateAction
+) -> None:
+    """Undo a backend open whose CREATE failed afterwards (a file it created goes too)."""
+
+    def body() -> None:
+        if action == CreateAction.CREATED and handle.key not in files.files:
+            with contextlib.suppress(BackendError):
+                rt.backend.unlink_sync(handle)
+        rt.backend.close_sync(handle)
+
+    try:
+        await rt.backend.run(body)
+    except (BackendError, OSError) as exc:
+        log.warning("discarding a failed open: %s", exc)

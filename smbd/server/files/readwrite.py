@@ -1,0 +1,97 @@
+"""SMB2 READ ([MS-SMB2] 3.3.5.12) and WRITE (3.3.5.13).
+
+READ fills one buffer per request with ``preadv`` in a worker thread and replies as
+``[fixed part, view of the data]``; WRITE hands the request's own payload view to
+``pwritev``. Nothing is copied on the way.
+"""
+
+from __future__ import annotations
+
+from smbd.server.files.common import (
+    FILE_APPEND_DATA,
+    FILE_EXECUTE,
+    FILE_READ_DATA,
+    FILE_WRITE_DATA,
+    lookup,
+    require,
+    smb_errors,
+)
+from smbd.server.files.state import FileServerState
+from smbd.server.request import Request, Response, SMBError
+from smbd.wire import rw
+from smbd.wire.status import NTStatus
+
+__all__ = ["handle_read", "handle_write"]
+
+_APPEND_OFFSET = 0xFFFF_FFFF_FFFF_FFFF
+_MAX_OFFSET = 1 << 63
+_FILE_ACTION_MODIFIED = 3
+_NOTIFY_SIZE_WRITE = 0x8 | 0x10  # FILE_NOTIFY_CHANGE_SIZE | LAST_WRITE
+
+
+async def handle_read(req: Request) -> Response:
+    r = rw.parse_read_request(req.body)
+    o = lookup(req, r.file_id)
+    if o.is_dir:
+        raise SMBError(NTStatus.INVALID_DEVICE_REQUEST, "READ on a directory")
+    require(o, FILE_READ_DATA | FILE_EXECUTE)
+    if r.length > req.connection.max_read_size:
+        raise SMBError(NTStatus.INVALID_PARAMETER, f"READ of {r.length} bytes")
+    if r.channel != rw.Channel.NONE:
+        raise SMBError(NTStatus.INVALID_PARAMETER, "RDMA channel on a TCP connection")
+    if r.offset >= _MAX_OFFSET or r.offset + r.length > _MAX_OFFSET:
+        raise SMBError(NTStatus.INVALID_PARAMETER, "READ beyond the largest offset")
+    files: FileServerState = req.server.files
+    if files.locks is not None and r.length and files.locks.check_io(o, r.offset, r.length, False):
+        raise SMBError(NTStatus.FILE_LOCK_CONFLICT)
+    rt = o.file.runtime
+    rt.ops += 1
+    buf = bytearray(r.length)
+    with smb_errors():
+        n = await rt.backend.read_into(o.handle, memoryview(buf), r.offset)
+    if (n == 0 and r.length) or n < r.minimum_count:
+        raise SMBError(NTStatus.END_OF_FILE)
+    rt.bytes_read += n
+    o.position = r.offset + n
+    return Response(rw.pack_read_response(memoryview(buf)[:n]))
+
+
+async def handle_write(req: Request) -> Response:
+    w = rw.parse_write_request(req.body)
+    o = lookup(req, w.file_id)
+    if o.is_dir:
+        raise SMBError(NTStatus.INVALID_DEVICE_REQUEST, "WRITE on a directory")
+    require(o, FILE_WRITE_DATA | FILE_APPEND_DATA)
+    if w.channel != rw.Channel.NONE:
+        raise SMBError(NTStatus.INVALID_PARAMETER, "RDMA channel on a TCP connection")
+    if len(w.data) > req.connection.max_write_size:
+        raise SMBError(NTStatus.INVALID_PARAMETER, f"WRITE of {len(w.data)} bytes")
+    rt = o.file.runtime
+    offset = w.offset
+    files: FileServerState = req.server.files
+    if offset == _APPEND_OFFSET and o.granted_access & FILE_APPEND_DATA:
+        with smb_errors():
+            offset = (await rt.backend.stat(o.handle)).end_of_file
+    elif offset >= _MAX_OFFSET or offset + len(w.data) > _MAX_OFFSET:
+        raise SMBError(NTStatus.INVALID_PARAMETER, "WRITE beyond the largest offset")
+    elif not o.granted_access & FILE_WRITE_DATA:
+        # append-only opens may only write at the end of the file
+        with smb_errors():
+            eof = (await rt.backend.stat(o.handle)).end_of_file
+        if offset < eof:
+            raise SMBError(NTStatus.ACCESS_DENIED, "append-only open writing inside the file")
+    if (
+        files.locks is not None
+        and len(w.data)
+        and files.locks.check_io(o, offset, len(w.data), True)
+    ):
+        raise SMBError(NTStatus.FILE_LOCK_CONFLICT)
+    sync = bool(w.flags & rw.WriteFlags.WRITE_THROUGH) or o.write_through
+    rt.ops += 1
+    with smb_errors():
+        n = await rt.backend.write(o.handle, w.data, offset, sync=sync)
+    rt.bytes_written += n
+    o.position = offset + n
+    if files.notify is not None:
+        files.notify.changed(rt.name, o.file.components, _FILE_ACTION_MODIFIED, _NOTIFY_SIZE_WRITE)
+    return Response([rw.pack_write_response(n)])
