@@ -284,11 +284,20 @@ class SmbDirectConnection:
         self.receive_credits -= 1
         hdr, payload = wire.decode_data(message)
         self.fragments_in += 1
+        if hdr.credits_requested == 0:
+            return [self._violation("CreditsRequested is 0")]
+        if len(payload) + hdr.remaining_data_length > self.config.max_fragmented_receive_size:
+            return [
+                self._violation(
+                    f"DataLength {len(payload)} + RemainingDataLength "
+                    f"{hdr.remaining_data_length} exceed MaxFragmentedSize "
+                    f"{self.config.max_fragmented_receive_size}"
+                )
+            ]
         if self.send_credits + hdr.credits_granted > 0xFFFF:
             return [self._violation("peer granted more than 65535 send credits")]
         self.send_credits += hdr.credits_granted
-        if hdr.credits_requested:
-            self.receive_credit_target = min(hdr.credits_requested, self.config.receive_credit_max)
+        self.receive_credit_target = min(hdr.credits_requested, self.config.receive_credit_max)
         if hdr.flags & wire.FLAG_RESPONSE_REQUESTED:
             self._response_requested = True
         if not payload:

@@ -154,8 +154,6 @@ def decode_data(buf: memoryview) -> tuple[DataHeader, memoryview]:
     cr, cg, fl, _res, remaining, offset, length = DATA_HEADER.unpack_from(buf, 0)
     hdr = DataHeader(cr, cg, fl, remaining, offset, length)
     if length == 0:
-        if remaining:
-            raise SmbdParseError("RemainingDataLength without data")
         return hdr, buf[0:0]
     if offset % 8 or offset < DATA_OFFSET:
         raise SmbdParseError(f"bad DataOffset {offset}")
