@@ -369,7 +369,8 @@ async def maintenance_out(ctx: Context) -> ScsiResult:
     for tpg, state in changes:
         t.set_alua_state(tpg, state, lun=None, explicit=True)
     # The nexus that asked knows: no unit attention for it (SPC-4 5.15.2.7).
-    t.clear_ua(ctx.nexus, ctx.lun, Asc.ASYMMETRIC_ACCESS_STATE_CHANGED)
+    for lun in t.luns:
+        t.clear_ua(ctx.nexus, lun, Asc.ASYMMETRIC_ACCESS_STATE_CHANGED)
     return good()
 
 

@@ -252,7 +252,6 @@ class Target:
         st = self._nexuses.get(nexus.key)
         if st is None:
             return
-        st.seen.add(lun)
         q = st.ua.get(lun)
         if q is None:
             return
