@@ -481,12 +481,18 @@ def _smbprotocol_signature(
     ("command", "flags"),
     [(0x0008, 0), (0x0008, 1), (0x000C, 0), (0x0003, 0x0000000D)],
 )
-def test_3_1_4_1_sign_matches_smbprotocol(algorithm: int, command: int, flags: int) -> None:
+@pytest.mark.parametrize("body_size", [99, 40000])  # one-shot and incremental paths
+def test_3_1_4_1_sign_matches_smbprotocol(
+    algorithm: int, command: int, flags: int, body_size: int
+) -> None:
     key = bytes(range(16))
-    msg = _message(command, flags, 0x0102030405, b"body bytes " * 9)
+    body = (b"body bytes " * (body_size // 11 + 1))[:body_size]
+    msg = _message(command, flags, 0x0102030405, body)
     expected = _smbprotocol_signature(algorithm, key, msg, bool(flags & 1), command)
     assert crypto.sign(algorithm, key, msg) == expected
     assert crypto.sign(algorithm, key, memoryview(bytearray(msg))) == expected
+    view = memoryview(msg)
+    assert crypto.sign_parts(algorithm, key, [view[:20], view[20:50], view[50:]]) == expected
 
 
 def test_3_1_4_1_gmac_nonce_binds_role_cancel_and_message_id() -> None:
