@@ -603,7 +603,8 @@ class ConnectionProcessor:
         self, out: list[tuple[OutMessage, Session | None]], encrypted_by: Session | None
     ) -> Session | None:
         """[MS-SMB2] 3.3.4.1.4: encrypt when the request was encrypted, or the session
-        or tree requires it (not for SESSION_SETUP responses, whose keys are new)."""
+        or the request's tree requires it (not for SESSION_SETUP responses, whose keys are
+        new, nor for the TREE_CONNECT that creates the tree)."""
         if encrypted_by is not None:
             return encrypted_by
         for m, session in out:
@@ -611,7 +612,13 @@ class ConnectionProcessor:
                 session is not None
                 and session.encryptor is not None
                 and m.header.command != Command.SESSION_SETUP
-                and (session.encrypt_data or self._tree_encrypts(session, m.header.tree_id))
+                and (
+                    session.encrypt_data
+                    or (
+                        m.header.command != Command.TREE_CONNECT
+                        and self._tree_encrypts(session, m.header.tree_id)
+                    )
+                )
             ):
                 return session
         return None
