@@ -11,12 +11,12 @@ Sources: [MS-NLMP] 3.2.5 (server), [MS-SPNG] and RFC 4178 (negotiation, mechList
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hmac
 import logging
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from smbd.auth import ntlm, spnego
@@ -46,7 +46,7 @@ _ECHOED = (
 )
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class AuthResult:
     """The outcome of one step. ``token`` goes into the SESSION_SETUP response's security
     buffer (empty on failure). ``session_key`` is the 16-byte exported session key of an
@@ -131,15 +131,6 @@ class ServerAuthenticator:
 
     # ---------------------------------------------------------------------------------
 
-    _TABLE: dict[tuple[_State, _Kind], str] = {
-        (_State.START, _Kind.EMPTY): "_on_empty",
-        (_State.START, _Kind.RAW): "_on_raw_negotiate",
-        (_State.START, _Kind.SPNEGO_INIT): "_on_spnego_init",
-        (_State.SPNEGO_WAIT_NEGOTIATE, _Kind.SPNEGO_RESP): "_on_spnego_negotiate",
-        (_State.SPNEGO_WAIT_AUTHENTICATE, _Kind.SPNEGO_RESP): "_on_spnego_authenticate",
-        (_State.RAW_WAIT_AUTHENTICATE, _Kind.RAW): "_on_raw_authenticate",
-    }
-
     def step(self, token: bytes) -> AuthResult:
         """Feed the client's next security token."""
         state = self._state
@@ -148,13 +139,12 @@ class ServerAuthenticator:
             if len(token) > MAX_TOKEN_SIZE:
                 raise _Failure("oversized security token", STATUS_INVALID_PARAMETER)
             kind, parsed = self._classify(bytes(token))
-            handler = self._TABLE.get((state, kind))
+            handler = _TRANSITIONS.get((state, kind))
             if handler is None:
                 raise _Failure(
                     f"{kind.value} token in state {state.value}", STATUS_INVALID_PARAMETER
                 )
-            result: AuthResult = getattr(self, handler)(parsed)
-            return result
+            return handler(self, parsed)
         except (NtlmError, SpnegoError) as exc:
             return self._fail(str(exc), exc.status)
         except _Failure as exc:
@@ -367,13 +357,18 @@ class ServerAuthenticator:
         return result, exported, negotiated
 
 
+# (state, kind of token) -> handler; a missing entry ends the exchange.
+_TRANSITIONS: dict[tuple[_State, _Kind], Callable[[ServerAuthenticator, Any], AuthResult]] = {
+    (_State.START, _Kind.EMPTY): ServerAuthenticator._on_empty,
+    (_State.START, _Kind.RAW): ServerAuthenticator._on_raw_negotiate,
+    (_State.START, _Kind.SPNEGO_INIT): ServerAuthenticator._on_spnego_init,
+    (_State.SPNEGO_WAIT_NEGOTIATE, _Kind.SPNEGO_RESP): ServerAuthenticator._on_spnego_negotiate,
+    (_State.SPNEGO_WAIT_AUTHENTICATE, _Kind.SPNEGO_RESP): (
+        ServerAuthenticator._on_spnego_authenticate
+    ),
+    (_State.RAW_WAIT_AUTHENTICATE, _Kind.RAW): ServerAuthenticator._on_raw_authenticate,
+}
+
+
 def _with_token(result: AuthResult, token: bytes) -> AuthResult:
-    return AuthResult(
-        status=result.status,
-        token=token,
-        user=result.user,
-        domain=result.domain,
-        session_key=result.session_key,
-        is_guest=result.is_guest,
-        is_anonymous=result.is_anonymous,
-    )
+    return dataclasses.replace(result, token=token)
