@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from smbprotocol.connection import Connection as SmbprotocolConnection
+from smbprotocol.connection import SMB2TransformHeader
 
 from smbd import crypto
 from smbd.crypto import (
@@ -688,3 +689,22 @@ def test_3_1_4_3_large_messages_round_trip_and_match_one_shot_aead(cipher: int) 
         bad[pos] ^= 1
         with pytest.raises(CryptoError):
             crypto.decrypt(cipher, key, memoryview(bad))
+
+
+@pytest.mark.parametrize("cipher", ALL_CIPHERS)
+@pytest.mark.parametrize("size", [200, 70000])
+def test_3_1_4_3_encryption_interoperates_with_smbprotocol(cipher: int, size: int) -> None:
+    # smbprotocol's Connection._encrypt/_decrypt, with its session holding the client's
+    # view of our keys (its encryption key is our decryption key).
+    keys = crypto.derive_keys(bytes(range(16)), 0x0311, hashlib.sha512(b"x").digest(), cipher)
+    session = SimpleNamespace(
+        session_id=0x1122, encryption_key=keys.decryption, decryption_key=keys.encryption
+    )
+    conn = SimpleNamespace(dialect=0x0311, cipher_id=cipher, session_table={0x1122: session})
+    message = b"\xfeSMB" + bytes(range(256)) * (size // 256) + b"tail"
+    from_client = SmbprotocolConnection._encrypt(conn, message, session).pack()
+    assert crypto.decrypt(cipher, keys.decryption, memoryview(from_client)) == (0x1122, message)
+    header, ciphertext = Encryptor(cipher, keys.encryption, counting_rng).encrypt(0x1122, [message])
+    transformed = SMB2TransformHeader()
+    transformed.unpack(header + ciphertext)
+    assert SmbprotocolConnection._decrypt(conn, transformed) == message
