@@ -244,7 +244,14 @@ async def handle_create(req: Request) -> Response:
             await files.oplocks.check_open(
                 req, file, granted, cr.share_access, cr.create_disposition
             )
-        files.check_sharing(file, granted, cr.share_access)
+        # Overwriting needs write access and superseding delete access, whatever the
+        # client asked for ([MS-FSA] 2.1.5.1.2.1): they count for the sharing check.
+        check_access = granted
+        if result.pending_truncate:
+            check_access |= (
+                DELETE if cr.create_disposition == Disposition.SUPERSEDE else FILE_WRITE_DATA
+            )
+        files.check_sharing(file, check_access, cr.share_access)
         o = files.add_open(
             file=file,
             handle=handle,

@@ -98,9 +98,10 @@ async def handle_query_directory(req: Request) -> Response:
         if nxt < len(cursor.names):  # the next entry does not fit at all
             raise SMBError(NTStatus.INFO_LENGTH_MISMATCH, "output buffer too small")
         cursor.index = nxt
-        if not cursor.returned_any:
+        first, cursor.started = not cursor.started, True
+        if first:
             raise SMBError(NTStatus.NO_SUCH_FILE, f"nothing matches {cursor.pattern!r}")
         raise SMBError(NTStatus.NO_MORE_FILES)
     cursor.index = nxt
-    cursor.returned_any = True
+    cursor.started = True
     return Response(wq.pack_query_directory_response(buf))

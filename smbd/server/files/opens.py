@@ -27,7 +27,7 @@ class DirCursor:
     pattern: str
     names: list[str]
     index: int = 0
-    returned_any: bool = False
+    started: bool = False  # a query has run since the snapshot (NO_SUCH_FILE vs NO_MORE_FILES)
 
 
 @dataclass(frozen=True, slots=True)
