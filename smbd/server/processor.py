@@ -406,10 +406,10 @@ class ConnectionProcessor:
             if session is not None and header.flags & HeaderFlags.SIGNED:
                 self._verify_signature(req, session, binding_ok=True)
             return
-        if not info.needs_session:
-            return
-        session = self.server.sessions.get(sid)
+        session = self.server.sessions.get(sid) if sid else None
         if session is None or session.channel_for(self.conn) is None:
+            if not info.needs_session:
+                return  # ECHO: answered without a session (and unsigned)
             raise SMBError(NTStatus.USER_SESSION_DELETED, f"no session 0x{sid:x}")
         if session.state is SessionState.IN_PROGRESS:
             raise SMBError(NTStatus.USER_SESSION_DELETED, "session setup not finished")

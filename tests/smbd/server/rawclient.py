@@ -277,8 +277,10 @@ class RawClient:
                 assert crypto.verify(self.signing_algorithm, self.signing_key, r.raw)
             return r
 
-    async def tree_connect(self, path: str, *, encrypt: bool = False) -> Reply:
-        r = await self.call(Command.TREE_CONNECT, pack_tree_connect_request(path), encrypt=encrypt)
+    async def tree_connect(self, path: str, *, encrypt: bool = False, credits: int = 64) -> Reply:
+        r = await self.call(
+            Command.TREE_CONNECT, pack_tree_connect_request(path), encrypt=encrypt, credits=credits
+        )
         if r.status == NTStatus.SUCCESS:
             parse_tree_connect_response(r.body)
         return r
