@@ -161,12 +161,12 @@ class ServerAuthenticator:
             return _Kind.SPNEGO_INIT, parsed
         return _Kind.SPNEGO_RESP, parsed
 
-    def _fail(self, reason: str, status: int, **extra: Any) -> AuthResult:
+    def _fail(self, reason: str, status: int) -> AuthResult:
         self._state = _State.DONE
         self._log.warning(
             "authentication failed: %s",
             reason,
-            extra={"auth_status": f"0x{status:08x}", "reason": reason, **extra},
+            extra={"auth_status": f"0x{status:08x}", "reason": reason},
         )
         return AuthResult(status=status)
 
