@@ -139,16 +139,14 @@ def parse_rw(cdb: Buffer) -> RwCdb:
     READ(6)/WRITE(6) transfer 256 blocks when the length byte is 0 (SBC-3 5.11);
     the other lengths are literal, so a 0 means no transfer.
     """
-    op = cdb[0]
     n = check_length(cdb)
+    op = cdb[0]
     if n == 6:
         lba = ((cdb[1] & 0x1F) << 16) | (cdb[2] << 8) | cdb[3]
         blocks = cdb[4] or 256
         return RwCdb(lba, blocks, 0, 0)
     if n == 10:
         _, flags, lba, group, blocks = _RW10.unpack_from(cdb)
-        if op == Op.WRITE_SAME_10 or op == Op.SYNCHRONIZE_CACHE_10 or op == Op.PRE_FETCH_10:
-            pass
         return RwCdb(lba, blocks, flags, group & 0x3F)
     if n == 12:
         _, flags, lba, blocks, group = _RW12.unpack_from(cdb)
