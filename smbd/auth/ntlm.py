@@ -273,9 +273,18 @@ def hmac_md5(key: bytes, *parts: bytes) -> bytes:
     return h.digest()
 
 
-def ntowfv2(nt_hash: bytes, user: str, domain: str) -> bytes:
-    """NTOWFv2 = HMAC_MD5(NT hash, UNICODE(Uppercase(User) || UserDom))."""
-    return hmac_md5(nt_hash, (user.upper() + domain).encode("utf-16-le"))
+def ntowfv2(nt_hash: bytes, user: str, domain: str, *, windows_upcase: bool = False) -> bytes:
+    """NTOWFv2 = HMAC_MD5(NT hash, UNICODE(Uppercase(User) || UserDom)).
+
+    Python's ``str.upper`` may lengthen a name ("ß" -> "SS"); Windows' RtlUpcaseUnicodeString
+    maps one UTF-16 unit to one. ``windows_upcase`` keeps characters whose upper case is
+    not a single character, as Windows clients do.
+    """
+    if windows_upcase:
+        upper = "".join(u if len(u := c.upper()) == 1 else c for c in user)
+    else:
+        upper = user.upper()
+    return hmac_md5(nt_hash, (upper + domain).encode("utf-16-le"))
 
 
 def nt_proof_str(response_key: bytes, server_challenge: bytes, blob: bytes) -> bytes:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hmac
+import itertools
 import logging
 import struct
 from collections.abc import Callable
@@ -316,9 +317,13 @@ class ServerAuthenticator:
         proof, blob = msg.nt_response[:16], msg.nt_response[16:]
         response_key = None
         # The client keys NTOWFv2 with the domain it typed; accept the common spellings
-        # Samba accepts too (as sent, upper-cased, empty).
-        for dom in dict.fromkeys((msg.domain, msg.domain.upper(), "")):
-            key = ntlm.ntowfv2(nt_hash, msg.user, dom)
+        # Samba accepts too (as sent, upper-cased, empty), and both ways of upper-casing a
+        # name whose Python upper case differs from Windows' (only for non-ASCII names).
+        upcasings = (False, True) if not msg.user.isascii() else (False,)
+        for dom, windows in itertools.product(
+            dict.fromkeys((msg.domain, msg.domain.upper(), "")), upcasings
+        ):
+            key = ntlm.ntowfv2(nt_hash, msg.user, dom, windows_upcase=windows)
             if hmac.compare_digest(ntlm.nt_proof_str(key, self._server_challenge, blob), proof):
                 response_key = key
                 break

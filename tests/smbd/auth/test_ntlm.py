@@ -323,3 +323,12 @@ def test_authenticate_mutations_fuzz(data: st.DataObject) -> None:
     except NtlmError:
         return
     assert len(msg.nt_response) <= cut
+
+
+def test_3_3_2_ntowfv2_windows_upcase_keeps_length() -> None:
+    # "ß" has no single-character upper case; Windows leaves it, Python makes "SS".
+    python_style = ntlm.hmac_md5(NT_HASH, "STRASSEDomain".encode("utf-16-le"))
+    windows_style = ntlm.hmac_md5(NT_HASH, "STRAßEDomain".encode("utf-16-le"))
+    assert ntlm.ntowfv2(NT_HASH, "straße", USER_DOM) == python_style
+    assert ntlm.ntowfv2(NT_HASH, "straße", USER_DOM, windows_upcase=True) == windows_style
+    assert ntlm.ntowfv2(NT_HASH, USER, USER_DOM, windows_upcase=True) == NTOWFV2

@@ -435,3 +435,34 @@ def test_step_fuzz_mutated_second_leg(data: st.DataObject, wrap: bool) -> None:
     result = server.step(bytes(token[: max(cut, len(token) - 8)]))
     assert isinstance(result, AuthResult)
     assert result.status in FAILURES | {STATUS_SUCCESS}
+
+
+def test_non_ascii_user_names_from_python_and_windows_style_clients() -> None:
+    # pyspnego upper-cases with Python's rules; a Windows client keeps "ß" as it is.
+    # Both must authenticate the same account.
+    users = Users(**{"straße": "Secret-1"})
+    result, client = run_pyspnego(make_server(users), "straße", "Secret-1", "ntlm")
+    assert result.status == STATUS_SUCCESS and result.session_key == client.session_key
+
+    server = make_server(users)
+    first = server.step(b"NTLMSSP\x00" + struct.pack("<II", 1, 0x62088215))
+    challenge = first.token
+    server_challenge = challenge[24:32]
+    info_len, _, info_off = struct.unpack_from("<HHI", challenge, 40)
+    info = challenge[info_off : info_off + info_len]
+    timestamp = ntlm.parse_av_pairs(info)[ntlm.AvId.TIMESTAMP]
+    blob = b"\x01\x01" + bytes(6) + timestamp + b"\x11" * 8 + bytes(4) + info + bytes(4)
+    key = ntlm.ntowfv2(nt_hash("Secret-1"), "straße", "", windows_upcase=True)
+    proof = ntlm.nt_proof_str(key, server_challenge, blob)
+    auth = v.build_authenticate(
+        flags=0x62088215 & ~ntlm.Flag.KEY_EXCH,
+        lm=bytes(24),
+        nt=proof + blob,
+        domain="",
+        user="straße",
+        workstation="WIN",
+        session_key=b"",
+    )
+    result = server.step(auth)
+    assert result.status == STATUS_SUCCESS
+    assert result.session_key == ntlm.session_base_key(key, proof)
