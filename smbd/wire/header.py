@@ -46,7 +46,7 @@ class Header(NamedTuple):
         return self.status & 0xFFFF
 
 
-def parse_header(buf: memoryview | bytes, offset: int = 0) -> Header:
+def parse_header(buf: memoryview | bytes | bytearray, offset: int = 0) -> Header:
     """[MS-SMB2] 2.2.1: parse the 64-byte header at ``offset``."""
     if len(buf) - offset < HEADER_SIZE:
         raise ParseError("short SMB2 header", NTStatus.INVALID_PARAMETER, disconnect=True)
