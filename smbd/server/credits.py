@@ -8,6 +8,8 @@ the largest id granted; ids inside it that were used out of order sit in ``_used
 
 from __future__ import annotations
 
+MAX_GRANT_STEP = 512  # credits one response may add beyond what its request spent
+
 
 class CreditError(Exception):
     """A MessageId outside the window or used twice: the connection must be dropped."""
@@ -52,9 +54,11 @@ class CreditWindow:
             used.update(range(message_id, end))
 
     def grant(self, requested: int, charge: int = 1) -> int:
-        """Credits to grant in a response: what the client asked for (at least the charge
-        it spent, MS-SMB2 3.3.1.2 keeps it above zero), within ``max_credits``."""
-        want = max(requested, 1)
+        """Credits to grant in a response: the charge the request spent back, plus what
+        the client asked for beyond it (at most ``MAX_GRANT_STEP`` more), within
+        ``max_credits``; never leaving the client at zero ([MS-SMB2] 3.3.1.2)."""
+        charge = max(charge, 1)
+        want = charge + min(max(requested - charge, 0), MAX_GRANT_STEP)
         room = self.max_credits - (self.high - self.low)
         grant = min(want, max(room, 0))
         if grant == 0 and self.available == 0:

@@ -113,10 +113,10 @@ async def test_encrypted_share_refused_without_encryption(smb: Running) -> None:
 async def test_server_wide_encryption(start_server: object) -> None:
     run = await start_server(encrypt=True)  # type: ignore[operator]
     c = await run.session((0x0311,))
-    resp = c  # the final SESSION_SETUP said ENCRYPT_DATA
-    assert run.server.status()["sessions"][0]["encrypted"] is True
-    # unencrypted requests are refused
-    r = await resp.call(Command.ECHO, SIMPLE_BODY)
+    # unencrypted requests on the session are refused, even ECHO
+    r = await c.call(Command.ECHO, SIMPLE_BODY)
+    assert r.status == NTStatus.ACCESS_DENIED
+    r = await c.call(Command.ECHO, SIMPLE_BODY, session_id=0)
     assert r.status == 0  # ECHO needs no session
     r = await c.tree_connect(r"\\127.0.0.1\share")
     assert r.status == NTStatus.ACCESS_DENIED
