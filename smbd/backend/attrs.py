@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import struct
 from enum import IntFlag
+from typing import NamedTuple
 
 __all__ = [
     "DOSATTRIB_XATTR",
     "FILETIME_UNIX_EPOCH",
     "SETTABLE_ATTRIBUTES",
+    "DosAttrib",
     "FileAttributes",
     "decode_dosattrib",
     "encode_dosattrib",
@@ -60,6 +62,18 @@ SETTABLE_ATTRIBUTES = (
 STORED_ATTRIBUTES = (SETTABLE_ATTRIBUTES & ~FileAttributes.READONLY) | FileAttributes.SPARSE_FILE
 
 
+# What a CREATE's FileAttributes can give a new file (SPARSE_FILE comes only from
+# FSCTL_SET_SPARSE; READONLY becomes the mode bits).
+CREATE_ATTRIBUTES = (
+    FileAttributes.HIDDEN
+    | FileAttributes.SYSTEM
+    | FileAttributes.ARCHIVE
+    | FileAttributes.TEMPORARY
+    | FileAttributes.OFFLINE
+    | FileAttributes.NOT_CONTENT_INDEXED
+)
+
+
 def ns_to_filetime(ns: int) -> int:
     """Nanoseconds since the Unix epoch -> FILETIME (clamped at 0)."""
     return max(0, ns // 100 + FILETIME_UNIX_EPOCH)
@@ -69,17 +83,36 @@ def filetime_to_ns(ft: int) -> int:
     return (ft - FILETIME_UNIX_EPOCH) * 100
 
 
-# version (1), attributes, creation FILETIME (0 = not recorded)
+class DosAttrib(NamedTuple):
+    """What the xattr keeps. ``change_time`` is a ChangeTime a client set; it stands while
+    the file's mtime is still ``change_mtime_ns`` (POSIX cannot set ctime, and the first
+    write after the SET_INFO makes the real ctime the better answer again)."""
+
+    attributes: int
+    creation_time: int  # FILETIME, 0 = not recorded
+    change_time: int = 0
+    change_mtime_ns: int = 0
+
+
+# version (1), attributes, creation FILETIME
 _DOSATTRIB_V1 = struct.Struct("<BIQ")
+# version (2), attributes, creation FILETIME, change FILETIME, mtime (ns) it belongs to
+_DOSATTRIB_V2 = struct.Struct("<BIQQq")
 
 
-def encode_dosattrib(attributes: int, creation_time: int) -> bytes:
-    return _DOSATTRIB_V1.pack(1, attributes & STORED_ATTRIBUTES, creation_time)
+def encode_dosattrib(d: DosAttrib) -> bytes:
+    attrs = d.attributes & STORED_ATTRIBUTES
+    if not d.change_time:
+        return _DOSATTRIB_V1.pack(1, attrs, d.creation_time)
+    return _DOSATTRIB_V2.pack(2, attrs, d.creation_time, d.change_time, d.change_mtime_ns)
 
 
-def decode_dosattrib(blob: bytes) -> tuple[int, int] | None:
-    """(attributes, creation FILETIME) or None when the record is not one of ours."""
-    if len(blob) != _DOSATTRIB_V1.size or blob[0] != 1:
-        return None
-    _, attributes, creation = _DOSATTRIB_V1.unpack(blob)
-    return attributes & STORED_ATTRIBUTES, creation
+def decode_dosattrib(blob: bytes) -> DosAttrib | None:
+    """The record, or None when it is not one of ours."""
+    if len(blob) == _DOSATTRIB_V1.size and blob[0] == 1:
+        _, attributes, creation = _DOSATTRIB_V1.unpack(blob)
+        return DosAttrib(attributes & STORED_ATTRIBUTES, creation)
+    if len(blob) == _DOSATTRIB_V2.size and blob[0] == 2:
+        _, attributes, creation, change, mtime = _DOSATTRIB_V2.unpack(blob)
+        return DosAttrib(attributes & STORED_ATTRIBUTES, creation, change, mtime)
+    return None

@@ -39,8 +39,10 @@ from typing import NamedTuple, TypeVar
 import trio
 
 from smbd.backend.attrs import (
+    CREATE_ATTRIBUTES,
     DOSATTRIB_XATTR,
     STORED_ATTRIBUTES,
+    DosAttrib,
     FileAttributes,
     decode_dosattrib,
     encode_dosattrib,
@@ -418,7 +420,7 @@ class PosixShare:
                 os.mkdir(name, 0o777, dir_fd=parent)
                 fd = os.open(name, _O_DIR_READ, dir_fd=parent)
                 is_dir = True
-                stored = attributes & STORED_ATTRIBUTES & ~FileAttributes.ARCHIVE
+                stored = attributes & CREATE_ATTRIBUTES & ~FileAttributes.ARCHIVE
             else:
                 fd = os.open(
                     name,
@@ -427,7 +429,7 @@ class PosixShare:
                     dir_fd=parent,
                 )
                 is_dir = False
-                stored = (attributes & STORED_ATTRIBUTES) | FileAttributes.ARCHIVE
+                stored = (attributes & CREATE_ATTRIBUTES) | FileAttributes.ARCHIVE
         except FileExistsError:
             if disposition == Disposition.CREATE:
                 raise BackendError(NTStatus.OBJECT_NAME_COLLISION, name) from None
@@ -483,7 +485,7 @@ class PosixShare:
 
     # -- attributes -----------------------------------------------------------------------
 
-    def _load_dosattrib(self, fd: int, name_path: str | None = None) -> tuple[int, int] | None:
+    def _load_dosattrib(self, fd: int, name_path: str | None = None) -> DosAttrib | None:
         if not self._xattrs:
             return None
         try:
@@ -497,24 +499,37 @@ class PosixShare:
             return None
         return decode_dosattrib(blob)
 
-    def _store_dosattrib(self, fd: int, attributes: int, creation: int | None) -> None:
+    def _store_dosattrib(
+        self,
+        fd: int,
+        attributes: int,
+        creation: int | None,
+        change: tuple[int, int] | None = None,
+    ) -> None:
+        """Write the record; ``None`` for ``creation``/``change`` keeps what is stored."""
         if not self._xattrs:
             return
+        old = self._load_dosattrib(fd) if creation is None or change is None else None
         if creation is None:
-            old = self._load_dosattrib(fd)
-            creation = old[1] if old else 0
+            creation = old.creation_time if old else 0
+        if change is None:
+            change = (old.change_time, old.change_mtime_ns) if old else (0, 0)
+        record = DosAttrib(attributes, creation, change[0], change[1])
         try:
-            os.setxattr(fd, DOSATTRIB_XATTR, encode_dosattrib(attributes, creation))
+            os.setxattr(fd, DOSATTRIB_XATTR, encode_dosattrib(record))
         except OSError as exc:
             if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
                 self._xattrs = False
             elif exc.errno not in (errno.EPERM, errno.EACCES):
                 raise BackendError(status_for_errno(exc.errno), "store attributes") from exc
 
-    def _make_stat(self, s: os.stat_result, dos: tuple[int, int] | None, name: str) -> FileStat:
+    def _make_stat(self, s: os.stat_result, dos: DosAttrib | None, name: str) -> FileStat:
         is_dir = st.S_ISDIR(s.st_mode)
+        change = ns_to_filetime(s.st_ctime_ns)
         if dos is not None:
-            attributes, creation = dos
+            attributes, creation = dos.attributes, dos.creation_time
+            if dos.change_time and dos.change_mtime_ns == s.st_mtime_ns:
+                change = dos.change_time
         else:
             attributes, creation = (0 if is_dir else FileAttributes.ARCHIVE), 0
         if not creation:
@@ -533,7 +548,7 @@ class PosixShare:
             creation_time=creation,
             last_access_time=ns_to_filetime(s.st_atime_ns),
             last_write_time=ns_to_filetime(s.st_mtime_ns),
-            change_time=ns_to_filetime(s.st_ctime_ns),
+            change_time=change,
             allocation_size=0 if is_dir else s.st_blocks * 512,
             end_of_file=0 if is_dir else s.st_size,
             attributes=int(attributes),
@@ -571,51 +586,56 @@ class PosixShare:
         creation_time: int = 0,
         last_access_time: int = 0,
         last_write_time: int = 0,
+        change_time: int = 0,
         attributes: int = 0,
     ) -> None:
         """FileBasicInformation ([MS-FSA] 2.1.5.14.2): 0 means leave unchanged (-1 and -2,
-        which stop automatic updates, are treated the same). ChangeTime cannot be set on
-        POSIX and is ignored."""
+        which stop automatic updates, are treated the same). ChangeTime is remembered next
+        to the mtime it was set with (see :class:`~smbd.backend.attrs.DosAttrib`)."""
         with os_errors("set basic info"):
             s = os.fstat(handle.fd)
             if last_access_time > 0 or last_write_time > 0:
                 atime = filetime_to_ns(last_access_time) if last_access_time > 0 else s.st_atime_ns
                 mtime = filetime_to_ns(last_write_time) if last_write_time > 0 else s.st_mtime_ns
                 os.utime(handle.fd, ns=(atime, mtime))
-            if attributes or creation_time > 0:
-                dos = self._load_dosattrib(handle.fd)
-                stored, creation = (
-                    dos if dos else (0 if handle.is_dir else FileAttributes.ARCHIVE, 0)
-                )
-                if attributes:
-                    stored = (stored & FileAttributes.SPARSE_FILE) | (
-                        attributes & STORED_ATTRIBUTES
-                    )
-                    if not handle.is_dir:
-                        ro = bool(attributes & FileAttributes.READONLY)
-                        mode = s.st_mode & 0o7777
-                        new_mode = (mode & ~0o222) if ro else (mode | 0o200)
-                        if new_mode != mode:
-                            os.fchmod(handle.fd, new_mode)
-                if creation_time > 0:
-                    creation = creation_time
-                self._store_dosattrib(handle.fd, stored, creation)
+                s = os.fstat(handle.fd)
+            if not (attributes or creation_time > 0 or change_time > 0):
+                return
+            dos = self._load_dosattrib(handle.fd)
+            if dos is None:
+                dos = DosAttrib(0 if handle.is_dir else FileAttributes.ARCHIVE, 0)
+            stored = dos.attributes
+            if attributes:
+                stored = (stored & FileAttributes.SPARSE_FILE) | (attributes & STORED_ATTRIBUTES)
+                if not handle.is_dir:
+                    ro = bool(attributes & FileAttributes.READONLY)
+                    mode = s.st_mode & 0o7777
+                    new_mode = (mode & ~0o222) if ro else (mode | 0o200)
+                    if new_mode != mode:
+                        os.fchmod(handle.fd, new_mode)
+            creation = creation_time if creation_time > 0 else dos.creation_time
+            change = (
+                (change_time, s.st_mtime_ns)
+                if change_time > 0
+                else (dos.change_time, dos.change_mtime_ns)
+            )
+            self._store_dosattrib(handle.fd, stored, creation, change)
 
     def set_sparse_sync(self, handle: FileHandle, sparse: bool) -> None:
         """FSCTL_SET_SPARSE: only the attribute changes; the data stays as it is (holes are
         kept either way, and a non-sparse file never gets holes punched by SET_ZERO_DATA)."""
         dos = self._load_dosattrib(handle.fd)
-        stored, creation = dos if dos else (FileAttributes.ARCHIVE, 0)
+        stored = dos.attributes if dos else FileAttributes.ARCHIVE
         stored = (
             (stored | FileAttributes.SPARSE_FILE)
             if sparse
             else (stored & ~FileAttributes.SPARSE_FILE)
         )
-        self._store_dosattrib(handle.fd, stored, creation)
+        self._store_dosattrib(handle.fd, stored, None, None)
 
     def is_sparse_sync(self, handle: FileHandle) -> bool:
         dos = self._load_dosattrib(handle.fd)
-        return bool(dos and dos[0] & FileAttributes.SPARSE_FILE)
+        return bool(dos and dos.attributes & FileAttributes.SPARSE_FILE)
 
     # -- data -----------------------------------------------------------------------------
 

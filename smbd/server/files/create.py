@@ -23,11 +23,13 @@ from smbd.backend import (
 )
 from smbd.backend.attrs import FileAttributes
 from smbd.server.files.common import (
+    ACCESS_SYSTEM_SECURITY,
     DELETE,
     FILE_ALL_ACCESS,
     FILE_APPEND_DATA,
     FILE_WRITE_DATA,
     MAXIMUM_ALLOWED,
+    SYNCHRONIZE,
     WRITE_ACCESS,
     files_of,
     session_tree,
@@ -44,7 +46,8 @@ __all__ = ["handle_create", "maximal_access"]
 log = logging.getLogger("smbd.files")
 
 # [MS-SMB2] 2.2.13 CreateOptions the server refuses outright.
-_OPTIONS_NOT_SUPPORTED = 0x00100000 | 0x00002000  # RESERVE_OPFILTER, OPEN_BY_FILE_ID
+# RESERVE_OPFILTER, OPEN_BY_FILE_ID, CREATE_TREE_CONNECTION
+_OPTIONS_NOT_SUPPORTED = 0x00100000 | 0x00002000 | 0x00000080
 _OPTIONS_INVALID = 0xFF000000
 _VALID_ATTRIBUTES = 0x00007FB7
 _OPLOCK_LEVELS = frozenset(int(x) for x in wc.OplockLevel)
@@ -57,13 +60,14 @@ _MAX_DURABLE_TIMEOUT_MS = 300_000
 
 def maximal_access(tree_access: int, read_only_share: bool, st: FileStat | None) -> int:
     """What this user may do with this file: the tree's maximal access, less the write
-    rights a read-only share or a READONLY file takes away (a READONLY file keeps
-    FILE_WRITE_ATTRIBUTES, so the attribute can be cleared)."""
+    rights a read-only share takes away, less writing data to a READONLY file (which can
+    still be opened for DELETE or FILE_WRITE_ATTRIBUTES: deleting it is refused later with
+    CANNOT_DELETE, and the attribute can be cleared)."""
     access = tree_access or FILE_ALL_ACCESS
     if read_only_share:
         access &= ~WRITE_ACCESS
     elif st is not None and st.attributes & FileAttributes.READONLY and not st.is_dir:
-        access &= ~(FILE_WRITE_DATA | FILE_APPEND_DATA | DELETE | 0x10)
+        access &= ~(FILE_WRITE_DATA | FILE_APPEND_DATA)
     return access
 
 
@@ -98,7 +102,8 @@ def _overwrite_and_stat(backend: PosixShare, handle: FileHandle, attributes: int
 
 
 def _validate(cr: wc.CreateRequest) -> None:
-    """[MS-SMB2] 3.3.5.9 request checks that come before any file system work."""
+    """[MS-SMB2] 3.3.5.9 request checks that come before any file system work, in the
+    order Windows applies them (smbtorture smb2.create.gentest pins the order down)."""
     if cr.impersonation_level > wc.ImpersonationLevel.DELEGATE:
         raise SMBError(NTStatus.BAD_IMPERSONATION_LEVEL)
     if cr.create_options & _OPTIONS_INVALID:
@@ -107,19 +112,31 @@ def _validate(cr: wc.CreateRequest) -> None:
         raise SMBError(NTStatus.NOT_SUPPORTED, "create option not supported")
     if cr.create_disposition > Disposition.OVERWRITE_IF:
         raise SMBError(NTStatus.INVALID_PARAMETER, "create disposition")
+    access = cr.desired_access
+    if access & ~wc.VALID_ACCESS_MASK or not access & ~SYNCHRONIZE:
+        raise SMBError(NTStatus.ACCESS_DENIED, f"desired access {access:#x}")
+    if access & ACCESS_SYSTEM_SECURITY:
+        raise SMBError(NTStatus.PRIVILEGE_NOT_HELD, "SACL access")
     if cr.file_attributes & ~_VALID_ATTRIBUTES:
         raise SMBError(NTStatus.INVALID_PARAMETER, "file attributes")
+    if (
+        cr.file_attributes & FileAttributes.TEMPORARY
+        and cr.create_options & wc.CreateOptions.DIRECTORY_FILE
+    ):
+        raise SMBError(NTStatus.INVALID_PARAMETER, "TEMPORARY directory")
+    if cr.file_attributes & FileAttributes.ENCRYPTED:
+        raise SMBError(NTStatus.ACCESS_DENIED, "encrypted files are not supported")
     if cr.share_access & ~0x7:
         raise SMBError(NTStatus.INVALID_PARAMETER, "share access")
     if cr.requested_oplock_level not in _OPLOCK_LEVELS:
         raise SMBError(NTStatus.INVALID_PARAMETER, "oplock level")
-    if cr.desired_access & ~wc.VALID_ACCESS_MASK or cr.desired_access == 0:
-        raise SMBError(NTStatus.ACCESS_DENIED, "desired access")
     if (
         cr.create_options & wc.CreateOptions.DIRECTORY_FILE
         and cr.create_options & wc.CreateOptions.NON_DIRECTORY_FILE
     ):
         raise SMBError(NTStatus.INVALID_PARAMETER, "directory and non-directory")
+    if cr.context(wc.CTX_TIMEWARP_TOKEN) is not None:
+        raise SMBError(NTStatus.OBJECT_NAME_NOT_FOUND, "no previous versions")
 
 
 def _durable_request(req: Request, cr: wc.CreateRequest) -> DurableRequest | None:
@@ -177,7 +194,7 @@ async def handle_create(req: Request) -> Response:
     tree_access = tree.maximal_access or FILE_ALL_ACCESS
     if rt.read_only:
         tree_access &= ~WRITE_ACCESS
-    if desired & ~MAXIMUM_ALLOWED & ~tree_access & ~0x01000000:
+    if desired & ~MAXIMUM_ALLOWED & ~tree_access:
         raise SMBError(NTStatus.ACCESS_DENIED, f"access {desired:#x} beyond the tree's")
     if cr.create_options & wc.CreateOptions.DELETE_ON_CLOSE and not (
         desired & (DELETE | MAXIMUM_ALLOWED)
@@ -219,24 +236,22 @@ async def handle_create(req: Request) -> Response:
     handle = result.handle
     o: Open | None = None
     try:
-        file_max = maximal_access(tree_access, rt.read_only, st)
+        # the READONLY attribute of a file this request creates binds later opens only
+        file_max = maximal_access(
+            tree_access, rt.read_only, st if result.action != CreateAction.CREATED else None
+        )
         granted = desired & ~MAXIMUM_ALLOWED
         if desired & MAXIMUM_ALLOWED:
             granted |= file_max
             if not handle.writable:
                 granted &= ~(FILE_WRITE_DATA | FILE_APPEND_DATA)
-        if granted & ~file_max & ~0x01000000:
-            if st.attributes & FileAttributes.READONLY and granted & DELETE:
-                raise SMBError(
-                    NTStatus.CANNOT_DELETE
-                    if result.action == CreateAction.OPENED
-                    else NTStatus.ACCESS_DENIED
-                )
+        if granted & ~file_max:
             raise SMBError(NTStatus.ACCESS_DENIED, "access beyond what the file allows")
         if (
             cr.create_options & wc.CreateOptions.DELETE_ON_CLOSE
             and st.attributes & FileAttributes.READONLY
             and not st.is_dir
+            and result.action != CreateAction.CREATED
         ):
             raise SMBError(NTStatus.CANNOT_DELETE, "delete-on-close of a read-only file")
         file = files.file_for(rt, handle)

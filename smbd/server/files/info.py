@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import zlib
 
 from smbd.backend import BackendError, FileAttributes, FileStat, split_path
 from smbd.server.files.common import (
@@ -61,23 +62,51 @@ _FIXED = {
     C.FilePositionInformation: 8,
     C.FileModeInformation: 4,
     C.FileAlignmentInformation: 4,
-    C.FileAllInformation: 100,
-    C.FileStreamInformation: 24,
+    C.FileAllInformation: 104,
+    C.FileAlternateNameInformation: 8,
+    C.FileStreamInformation: 32,
     C.FileCompressionInformation: 16,
     C.FileNetworkOpenInformation: 56,
     C.FileAttributeTagInformation: 8,
     C.FileIdInformation: 24,
     C.FileNormalizedNameInformation: 4,
 }
+# the minimum sizes Windows enforces (smbtorture smb2.getinfo.*_buffercheck)
 _FS_FIXED = {
-    F.FileFsVolumeInformation: 18,
+    F.FileFsVolumeInformation: 24,
     F.FileFsSizeInformation: 24,
     F.FileFsDeviceInformation: 8,
-    F.FileFsAttributeInformation: 12,
+    F.FileFsAttributeInformation: 16,
+    F.FileFsControlInformation: 48,
     F.FileFsFullSizeInformation: 32,
     F.FileFsSectorSizeInformation: 28,
     F.FileFsObjectIdInformation: 64,
 }
+
+
+_SHORT_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789$%'-_@~`!(){}^#&")
+
+
+def short_name(name: str) -> str:
+    """An 8.3 alternate name ([MS-FSCC] 2.1.5.2.1): the name itself when it already is
+    one, else a stable mangled form (first letters, ``~`` and a hash, extension kept)."""
+    if not name:
+        return ""
+    stem, _, ext = name.rpartition(".") if "." in name[1:] else (name, "", "")
+    upper = name.upper()
+    if (
+        len(stem) <= 8
+        and len(ext) <= 3
+        and stem
+        and all(c in _SHORT_OK for c in (stem + ext).upper())
+    ):
+        return upper
+    clean = "".join(c for c in stem.upper() if c in _SHORT_OK)[:4] or "F"
+    h = zlib.crc32(name.encode("utf-8", "surrogatepass"))
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    tag = digits[h % 36] + digits[(h // 36) % 36]
+    ext3 = "".join(c for c in ext.upper() if c in _SHORT_OK)[:3]
+    return f"{clean}~{tag}" + (f".{ext3}" if ext3 else "")
 
 
 def _fit(data: bytes, fixed: int, limit: int) -> Response:
@@ -123,6 +152,8 @@ def _file_class(o: Open, cls: int, st: FileStat) -> bytes:
         return fscc.pack_name_info(_share_path(o))
     if cls == C.FileNormalizedNameInformation:
         return fscc.pack_name_info(o.file.path)
+    if cls == C.FileAlternateNameInformation:
+        return fscc.pack_name_info(short_name(o.file.components[-1] if o.file.components else ""))
     if cls == C.FilePositionInformation:
         return fscc.pack_position_info(o.position)
     if cls == C.FileModeInformation:
@@ -174,8 +205,6 @@ async def _query_file(req: Request, o: Open, q: wi.QueryInfoRequest) -> Response
     cls = q.info_class
     if cls == C.FileFullEaInformation:
         raise SMBError(NTStatus.NO_EAS_ON_FILE)
-    if cls == C.FileAlternateNameInformation:
-        raise SMBError(NTStatus.OBJECT_NAME_NOT_FOUND, "no 8.3 names")
     if cls not in _FIXED:
         try:
             C(cls)
@@ -224,6 +253,9 @@ async def _query_fs(req: Request, o: Open, q: wi.QueryInfoRequest) -> Response:
         )
     elif cls == F.FileFsSectorSizeInformation:
         data = fscc.pack_fs_sector_size_info(SECTOR, 4096, 4096, 4096)
+    elif cls == F.FileFsControlInformation:
+        # [MS-FSCC] 2.5.2: no quotas; thresholds and limits "none" (-1)
+        data = struct.pack("<QQQqqII", 0, 0, 0, -1, -1, 0, 0)
     else:  # FileFsObjectIdInformation
         data = fscc.pack_fs_object_id_info(fs.volume_serial.to_bytes(16, "little"))
     return _fit(data, _FS_FIXED[F(cls)], q.output_buffer_length)
@@ -287,6 +319,8 @@ async def _set_basic(req: Request, o: Open, buf: memoryview) -> None:
         raise SMBError(NTStatus.INVALID_PARAMETER, "DIRECTORY attribute on a file")
     if attrs & ~0x7FB7:
         raise SMBError(NTStatus.INVALID_PARAMETER, "attributes")
+    if o.is_dir and attrs & FileAttributes.TEMPORARY:
+        raise SMBError(NTStatus.INVALID_PARAMETER, "TEMPORARY attribute on a directory")
     rt = o.file.runtime
     with smb_errors():
         await rt.backend.run(
@@ -295,6 +329,7 @@ async def _set_basic(req: Request, o: Open, buf: memoryview) -> None:
                 creation_time=_time(b.creation_time),
                 last_access_time=_time(b.last_access_time),
                 last_write_time=_time(b.last_write_time),
+                change_time=_time(b.change_time),
                 attributes=attrs & ~FileAttributes.DIRECTORY if attrs else 0,
             )
         )

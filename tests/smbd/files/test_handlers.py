@@ -267,8 +267,13 @@ async def test_query_info_classes(root: Path) -> None:
         assert resp.status == NTStatus.SUCCESS, cls
     all_info = body_bytes(await c.query_info(r.file_id, InfoType.FILE, 18))[8:]
     assert struct.unpack_from("<Q", all_info, 48)[0] == 5000  # Standard.EndOfFile
-    short = await c.query_info(r.file_id, InfoType.FILE, 18, limit=102)
-    assert short.status == NTStatus.BUFFER_OVERFLOW
+    short = await c.query_info(r.file_id, InfoType.FILE, 18, limit=104)  # name is "\\f"
+    assert short.status == NTStatus.SUCCESS
+    long = await c.create("a_longer_name.txt", disposition=D.CREATE)
+    short = await c.query_info(long.file_id, InfoType.FILE, 18, limit=110)
+    assert short.status == NTStatus.BUFFER_OVERFLOW and len(body_bytes(short)) == 8 + 110
+    alt = body_bytes(await c.query_info(long.file_id, InfoType.FILE, 21))[12:]
+    assert alt.decode("utf-16-le").startswith("A_LO~")
     assert (
         await c.status_of(Command.QUERY_INFO, _qi(r.file_id, 4, 39))
         == NTStatus.INFO_LENGTH_MISMATCH
