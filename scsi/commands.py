@@ -172,9 +172,8 @@ def _check_control(cdb: Buffer, n: int) -> None:
 
 
 def _check_range(lu: LogicalUnit, lba: int, blocks: int) -> None:
-    if lba + blocks > lu.num_blocks or (lba >= lu.num_blocks and blocks):
-        raise SenseError.lba_out_of_range()
-    if lba > lu.num_blocks:
+    """LOGICAL BLOCK ADDRESS OUT OF RANGE unless [lba, lba + blocks) is on the medium."""
+    if lba + blocks > lu.num_blocks:
         raise SenseError.lba_out_of_range()
 
 
@@ -253,7 +252,7 @@ async def inquiry(ctx: Context) -> ScsiResult:
 
 async def request_sense(ctx: Context) -> ScsiResult:
     alloc = ctx.cdb[4]
-    code = ctx.target._take_ua(ctx.st, ctx.lun)
+    code = ctx.target.take_unit_attention(ctx.st, ctx.lun)
     if code is not None:
         sense = build_fixed_sense(SenseKey.UNIT_ATTENTION, *code)
     else:
@@ -300,7 +299,7 @@ async def mode_select(ctx: Context) -> ScsiResult:
     data = ctx.param_data()
     pages = parse_mode_select(data, ten=cdb[0] == Op.MODE_SELECT_10, block_size=ctx.lu.block_size)
     if ctx.lu.mode.select(pages):
-        keys = [k for k in ctx.target._nexuses if k != ctx.nexus.key]
+        keys = [n.key for n in ctx.target.nexuses() if n.key != ctx.nexus.key]
         ctx.target.queue_ua(ctx.lun, Asc.MODE_PARAMETERS_CHANGED, nexus_keys=keys)
     return good()
 
@@ -498,6 +497,8 @@ async def write_same(ctx: Context) -> ScsiResult:
         raise SenseError.invalid_cdb(1, 2 if cdb[1] & 0x04 else 1)
     ndob = cdb[0] == Op.WRITE_SAME_16 and bool(cdb[1] & 0x01)
     unmap = bool(cdb[1] & 0x08)
+    if unmap and not lu.thin:  # LBPWS/LBPWS10 are 0 on a fully provisioned unit
+        raise SenseError.invalid_cdb(1, 3)
     _check_writable(lu)
     blocks = r.blocks
     if r.lba > lu.num_blocks:

@@ -233,7 +233,7 @@ class Target:
             q.insert(0, Asc.POWER_ON_RESET)
         return q
 
-    def _take_ua(self, st: _NexusState, lun: int) -> tuple[int, int] | None:
+    def take_unit_attention(self, st: _NexusState, lun: int) -> tuple[int, int] | None:
         if lun not in st.seen:
             st.seen.add(lun)
             # A fresh nexus starts with POWER ON, RESET, OR BUS DEVICE RESET
@@ -406,7 +406,7 @@ class Target:
         # SAM-5 5.14: a pending unit attention is reported on any command but
         # INQUIRY, REPORT LUNS and REQUEST SENSE.
         if op not in (Op.INQUIRY, Op.REPORT_LUNS, Op.REQUEST_SENSE):
-            code = self._take_ua(st, lun)
+            code = self.take_unit_attention(st, lun)
             if code is not None:
                 raise SenseError(SenseKey.UNIT_ATTENTION, *code)
         check_access(self.alua_state(nexus.tpg, lu), cdb)
