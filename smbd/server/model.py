@@ -38,6 +38,29 @@ class ConnState(enum.Enum):
     NEGOTIATED = "negotiated"  # an SMB2 NEGOTIATE selected a dialect
 
 
+class ConnEvent(enum.Enum):
+    """What can arrive on a connection, as the state table sees it."""
+
+    SMB1_NEGOTIATE = "smb1-negotiate"  # [MS-SMB2] 3.3.5.3
+    NEGOTIATE = "negotiate"  # 3.3.5.4
+    REQUEST = "request"  # any other SMB2 command
+
+
+# [MS-SMB2] 3.3.5.2: (state, event) -> the states the event may lead to. A pair missing
+# from the table is a protocol violation and drops the connection (a second NEGOTIATE, a
+# request before NEGOTIATE, SMB1 after SMB2). A NEGOTIATE that fails (no common dialect)
+# leaves the state as it was. An SMB1 negotiate offering only "SMB 2.002" is answered with
+# 2.0.2 directly (as Samba does), which skips the wildcard state.
+CONN_TRANSITIONS: dict[tuple[ConnState, ConnEvent], frozenset[ConnState]] = {
+    (ConnState.INITIAL, ConnEvent.SMB1_NEGOTIATE): frozenset(
+        (ConnState.WILDCARD, ConnState.NEGOTIATED)
+    ),
+    (ConnState.INITIAL, ConnEvent.NEGOTIATE): frozenset((ConnState.NEGOTIATED,)),
+    (ConnState.WILDCARD, ConnEvent.NEGOTIATE): frozenset((ConnState.NEGOTIATED,)),
+    (ConnState.NEGOTIATED, ConnEvent.REQUEST): frozenset((ConnState.NEGOTIATED,)),
+}
+
+
 class SessionState(enum.Enum):
     IN_PROGRESS = "in-progress"
     VALID = "valid"

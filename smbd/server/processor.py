@@ -19,7 +19,13 @@ import trio
 from smbd import crypto
 from smbd.server.compose import OutMessage, build_chain, error_body
 from smbd.server.credits import CreditError
-from smbd.server.model import Connection, ConnState, Session, SessionState
+from smbd.server.model import (
+    CONN_TRANSITIONS,
+    Connection,
+    ConnEvent,
+    Session,
+    SessionState,
+)
 from smbd.server.request import ChainState, Handler, Request, Response, SMBError
 from smbd.transport.base import FramingError, Transport, TransportClosed
 from smbd.wire.constants import (
@@ -209,8 +215,7 @@ class ConnectionProcessor:
         elif proto == SMB1_PROTOCOL_ID:
             from smbd.server.negotiate import handle_smb1_negotiate
 
-            if self.conn.state is not ConnState.INITIAL:
-                raise Disconnect("SMB1 message after negotiation")
+            self._check_transition(ConnEvent.SMB1_NEGOTIATE)
             out = await handle_smb1_negotiate(self.server, self.conn, msg)
             if out is None:
                 raise Disconnect("SMB1 negotiate without an SMB2 dialect")
@@ -279,11 +284,9 @@ class ConnectionProcessor:
     ) -> tuple[OutMessage, Session | None] | None:
         conn = self.conn
         cmd = header.command
-        if conn.state is not ConnState.NEGOTIATED:
-            if cmd != Command.NEGOTIATE:
-                raise Disconnect(f"{command_name(cmd)} before NEGOTIATE")
-        elif cmd == Command.NEGOTIATE:
-            raise Disconnect("second NEGOTIATE")  # [MS-SMB2] 3.3.5.3.1 / 3.3.5.4
+        self._check_transition(
+            ConnEvent.NEGOTIATE if cmd == Command.NEGOTIATE else ConnEvent.REQUEST
+        )
         if header.flags & HeaderFlags.SERVER_TO_REDIR:
             raise Disconnect("request with SERVER_TO_REDIR set")
         if cmd == Command.CANCEL:
@@ -339,6 +342,15 @@ class ConnectionProcessor:
                     raise Disconnect(str(e)) from None
                 resp = Response(error_body(), e.status)
                 self._log_error(req, e.status, str(e))
+            except Disconnect:
+                raise
+            except Exception:
+                # a bug in a handler: answer it, log it, keep serving the connection
+                self.log.exception(
+                    "%s handler failed", command_name(cmd), extra=self._extra_for(req)
+                )
+                resp = Response(error_body(), NTStatus.INTERNAL_ERROR)
+                self.errors += 1
             status = resp.status
             if cmd == Command.CREATE and _is_error(status):
                 chain.failed_status = status
@@ -350,7 +362,14 @@ class ConnectionProcessor:
         finally:
             del self._states[id(req)]
 
+    def _check_transition(self, event: ConnEvent) -> None:
+        if (self.conn.state, event) not in CONN_TRANSITIONS:
+            raise Disconnect(f"{event.value} in connection state {self.conn.state.value}")
+
     def _log_error(self, req: Request, status: int, message: str) -> None:
+        if not _is_error(status):  # NO_MORE_FILES, BUFFER_OVERFLOW, ...: routine
+            self.log.debug("%s -> 0x%08x", command_name(req.header.command), status)
+            return
         self.errors += 1
         try:
             name = NTStatus(status).name
