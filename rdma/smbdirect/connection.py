@@ -32,6 +32,8 @@ from .wire import SmbdParseError
 
 Buffer = bytes | bytearray | memoryview
 
+MIN_RECEIVE_TARGET = 3
+
 
 @dataclass(frozen=True)
 class SmbDirectConfig:
@@ -53,8 +55,14 @@ class SmbDirectConfig:
             raise ValueError("max_send_size must exceed the 24-byte data header")
         if self.max_fragmented_receive_size < wire.MIN_FRAGMENTED_SIZE:
             raise ValueError("max_fragmented_receive_size below the minimum of 131072")
-        if not (1 <= self.receive_credit_max <= 0xFFFF and 1 <= self.send_credit_target <= 0xFFFF):
-            raise ValueError("credit limits must be 1..65535")
+        if not (
+            MIN_RECEIVE_TARGET <= self.receive_credit_max <= 0xFFFF
+            and 1 <= self.send_credit_target <= 0xFFFF
+        ):
+            raise ValueError(
+                f"receive_credit_max must be {MIN_RECEIVE_TARGET}..65535, "
+                "send_credit_target 1..65535"
+            )
 
 
 class Role(enum.Enum):
@@ -177,7 +185,7 @@ class SmbDirectConnection:
             return [self._violation(f"peer MaxFragmentedSize {req.max_fragmented_size} < 131072")]
         self.max_send_size = min(cfg.max_send_size, req.max_receive_size)
         self.max_fragmented_send_size = req.max_fragmented_size
-        self.receive_credit_target = min(req.credits_requested, cfg.receive_credit_max)
+        self.receive_credit_target = self._target(req.credits_requested)
         self.state = State.RESPONSE_PENDING
         return [self._negotiated()]
 
@@ -223,9 +231,14 @@ class SmbDirectConnection:
         self.max_fragmented_send_size = resp.max_fragmented_size
         self.max_read_write_size = min(cfg.max_read_write_size, resp.max_read_write_size)
         self.send_credits = resp.credits_granted
-        self.receive_credit_target = min(resp.credits_requested, cfg.receive_credit_max)
+        self.receive_credit_target = self._target(resp.credits_requested)
         self.state = State.CONNECTED
         return [self._negotiated()]
+
+    def _target(self, requested: int) -> int:
+        """Receives to keep posted: what the peer asks for, but at least MIN_RECEIVE_TARGET
+        (granting more than asked is allowed, and it keeps credit-only traffic finite)."""
+        return min(max(requested, MIN_RECEIVE_TARGET), self.config.receive_credit_max)
 
     def _negotiated(self) -> Negotiated:
         return Negotiated(
@@ -297,7 +310,7 @@ class SmbDirectConnection:
         if self.send_credits + hdr.credits_granted > 0xFFFF:
             return [self._violation("peer granted more than 65535 send credits")]
         self.send_credits += hdr.credits_granted
-        self.receive_credit_target = min(hdr.credits_requested, self.config.receive_credit_max)
+        self.receive_credit_target = self._target(hdr.credits_requested)
         if hdr.flags & wire.FLAG_RESPONSE_REQUESTED:
             self._response_requested = True
         if not payload:
@@ -367,11 +380,24 @@ class SmbDirectConnection:
         return self.posted - self.receive_credits
 
     def _needs_credit_message(self) -> bool:
+        """Whether to send a credit-only message now ([MS-SMBD] 3.1.5.8 "promptly send").
+
+        Granting back every reposted receive at once would make two idle peers trade
+        credit-only messages forever (each consumes a receive the other reposts and
+        grants), so: answer RESPONSE_REQUESTED and keep-alives; rescue a peer that has no
+        credit at all; otherwise top up only once the peer is down to half its target and
+        the grant is at least half a target (a credit-only message then never triggers one
+        back: it costs the other side one receive, less than half a target).
+        """
         if self._response_requested or self._keepalive_due:
             return True
         grant = self.grantable
-        # Top the peer up before it runs dry: it can send nothing without credits.
-        return grant > 0 and self.receive_credits <= self.receive_credit_target // 2
+        if grant <= 0:
+            return False
+        if self.receive_credits == 0:
+            return True
+        half = self.receive_credit_target // 2
+        return self.receive_credits <= half and grant >= self.receive_credit_target - half
 
     def wants_to_send(self) -> bool:
         return bool(self._raw) or (
@@ -402,7 +428,7 @@ class SmbDirectConnection:
         self.send_credits -= 1
         self.receive_credits += grant
         flags = 0
-        if self._keepalive_due or self.send_credits == 0:
+        if self._keepalive_due:
             flags |= wire.FLAG_RESPONSE_REQUESTED
         if self._keepalive_due:
             self._keepalive_due = False
@@ -435,6 +461,8 @@ class SmbDirectConnection:
         if not views:
             self._sendq.popleft()
             invalidate = self._send_invalidate.popleft()
+        if self.send_credits == 0 and self._sendq:
+            flags |= wire.FLAG_RESPONSE_REQUESTED  # out of credits with more to send
         self.queued_bytes -= taken
         self.fragments_out += 1
         wire.encode_data_header_into(
