@@ -56,7 +56,7 @@ class NegotiateRequest(NamedTuple):
         )
 
     @classmethod
-    def decode(cls, buf: memoryview | bytes) -> NegotiateRequest:
+    def decode(cls, buf: memoryview | bytes | bytearray) -> NegotiateRequest:
         if len(buf) < NEGOTIATE_REQUEST.size:
             raise SmbdParseError(f"negotiate request of {len(buf)} bytes (want 20)")
         mn, mx, _res, cr, pss, mrs, mfs = NEGOTIATE_REQUEST.unpack_from(buf, 0)
@@ -93,7 +93,7 @@ class NegotiateResponse(NamedTuple):
         )
 
     @classmethod
-    def decode(cls, buf: memoryview | bytes) -> NegotiateResponse:
+    def decode(cls, buf: memoryview | bytes | bytearray) -> NegotiateResponse:
         if len(buf) < NEGOTIATE_RESPONSE.size:
             raise SmbdParseError(f"negotiate response of {len(buf)} bytes (want 32)")
         mn, mx, nv, _res, cr, cg, st, rw, pss, mrs, mfs = NEGOTIATE_RESPONSE.unpack_from(buf, 0)
@@ -179,7 +179,7 @@ def encode_descriptors(descriptors: Sequence[BufferDescriptorV1]) -> bytes:
     return b"".join(d.encode() for d in descriptors)
 
 
-def decode_descriptors(buf: memoryview | bytes) -> list[BufferDescriptorV1]:
+def decode_descriptors(buf: memoryview | bytes | bytearray) -> list[BufferDescriptorV1]:
     """The descriptor array of an SMB2 READ/WRITE channel info field (16 bytes each)."""
     if len(buf) == 0 or len(buf) % BUFFER_DESCRIPTOR_V1.size:
         raise SmbdParseError(f"channel info of {len(buf)} bytes is not a descriptor array")
