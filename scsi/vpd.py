@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .lun import LogicalUnit
 from .nexus import Nexus
 from .sense import SenseError
+
+if TYPE_CHECKING:
+    from .lun import LogicalUnit
 
 __all__ = ["SUPPORTED_VPD", "BlockLimits", "standard_inquiry", "vpd_page"]
 
