@@ -38,6 +38,7 @@ from smbd.wire.constants import (
 from smbd.wire.errors import ParseError
 from smbd.wire.header import HEADER_SIZE, Header, command_name, parse_header
 from smbd.wire.misc import parse_simple
+from smbd.wire.session import SESSION_FLAG_BINDING
 from smbd.wire.status import NTStatus
 
 if TYPE_CHECKING:
@@ -422,9 +423,10 @@ class ConnectionProcessor:
             # SESSION_SETUP finds (or creates) its session itself; a signed re-auth or
             # binding request is verified here when the session is known.
             session = self.server.sessions.get(sid) if sid else None
-            if session is not None and header.flags & HeaderFlags.SIGNED:
-                self._verify_signature(req, session, binding_ok=True)
-            return
+            binding = len(req.body) > 2 and req.body[2] & SESSION_FLAG_BINDING
+            if session is not None and header.flags & HeaderFlags.SIGNED and not binding:
+                self._verify_signature(req, session)
+            return  # a binding request is verified once the binding checks pass
         session = self.server.sessions.get(sid) if sid else None
         if session is None or session.channel_for(self.conn) is None:
             if not info.needs_session:
@@ -441,17 +443,15 @@ class ConnectionProcessor:
                 raise Disconnect("compound request mixes encrypted sessions")
             return
         if header.flags & HeaderFlags.SIGNED:
-            self._verify_signature(req, session, binding_ok=False)
+            self._verify_signature(req, session)
         elif session.signing_required:
             raise SMBError(NTStatus.ACCESS_DENIED, "unsigned request on a signed session")
         if session.encrypt_data:
             raise SMBError(NTStatus.ACCESS_DENIED, "unencrypted request on an encrypted session")
 
-    def _verify_signature(self, req: Request, session: Session, *, binding_ok: bool) -> None:
+    def _verify_signature(self, req: Request, session: Session) -> None:
         channel = session.channel_for(self.conn)
         key = channel.signing_key if channel is not None and channel.signing_key else b""
-        if not key and binding_ok:
-            key = session.signing_key
         if not key:
             if session.state is SessionState.IN_PROGRESS:
                 return  # nothing to verify with yet

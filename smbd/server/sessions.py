@@ -10,7 +10,7 @@ from smbd.auth import ServerAuthenticator
 from smbd.config import SMB3_0, SMB3_1_1
 from smbd.server.model import Channel, Session, SessionState
 from smbd.server.request import Request, Response, SMBError
-from smbd.wire.constants import SecurityMode, SessionFlags
+from smbd.wire.constants import HeaderFlags, SecurityMode, SessionFlags
 from smbd.wire.misc import SIMPLE_BODY, parse_simple
 from smbd.wire.session import pack_session_setup_response, parse_session_setup_request
 from smbd.wire.status import NTStatus
@@ -179,8 +179,10 @@ def _bind(req: Request, token: bytes, sid: int) -> Response:
         raise SMBError(NTStatus.INVALID_PARAMETER, "binding with a different cipher")
     if session.signing_algorithm != conn.signing_algorithm:
         raise SMBError(NTStatus.NOT_SUPPORTED, "binding with a different signing algorithm")
-    if not req.header.flags & 0x8:
+    if not req.header.flags & HeaderFlags.SIGNED:
         raise SMBError(NTStatus.INVALID_PARAMETER, "binding request is not signed")
+    if not crypto.verify(session.signing_algorithm, session.signing_key, req.message):
+        raise SMBError(NTStatus.ACCESS_DENIED, "binding request has a bad signature")
     if session.channel_for(conn) is not None:
         raise SMBError(NTStatus.REQUEST_NOT_ACCEPTED, "already bound on this connection")
     if len(session.channels) >= server.limits.channels_per_session:

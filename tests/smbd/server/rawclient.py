@@ -237,17 +237,39 @@ class RawClient:
                 self.preauth = crypto.preauth_update(crypto.preauth_update(bytes(64), req), r.raw)
         return r
 
-    async def session_setup(self, user: str, password: str) -> Reply:
+    async def session_setup(
+        self,
+        user: str,
+        password: str,
+        *,
+        reauth: bool = False,
+        bind_to: RawClient | None = None,
+    ) -> Reply:
+        """Authenticate: a new session; ``reauth`` re-authenticates this client's session;
+        ``bind_to`` binds this connection to another client's session as a channel."""
         ctx = spnego.client(user, password, hostname="vmstor", protocol="ntlm")
         token = ctx.step()
         preauth = self.preauth
         session_id = 0
+        flags = 0
+        sign_key = b""
+        if reauth:
+            session_id = self.session_id
+            sign_key = self.signing_key
+        elif bind_to is not None:
+            session_id = bind_to.session_id
+            sign_key = bind_to.signing_key
+            flags = 0x01  # SMB2_SESSION_FLAG_BINDING
         while True:
             assert token is not None
-            req = self.build(
-                self.header(Command.SESSION_SETUP, session_id=session_id),
-                pack_session_setup_request(token),
-            )
+            h = self.header(Command.SESSION_SETUP, session_id=session_id)
+            body = pack_session_setup_request(token, flags=flags)
+            if sign_key:
+                saved, self.signing_key = self.signing_key, sign_key
+                req = self.build(h, body, sign=True)
+                self.signing_key = saved
+            else:
+                req = self.build(h, body)
             preauth = crypto.preauth_update(preauth, req)
             await self.send(req)
             r = await self.recv_one()
@@ -261,6 +283,8 @@ class RawClient:
             resp = parse_session_setup_response(r.body)
             if resp.token:
                 ctx.step(resp.token)
+            if reauth:
+                return r
             self.session_id = session_id
             keys = crypto.derive_keys(
                 ctx.session_key,
@@ -268,8 +292,15 @@ class RawClient:
                 preauth if self.dialect == SMB3_1_1 else None,
                 self.cipher,
             )
-            self.keys = keys
             self.signing_key = keys.signing
+            if bind_to is not None:
+                # a channel signs with its own key; the other keys are the session's
+                assert r.header.flags & HeaderFlags.SIGNED
+                assert crypto.verify(self.signing_algorithm, self.signing_key, r.raw)
+                self.keys = bind_to.keys
+                self.encryptor = bind_to.encryptor
+                return r
+            self.keys = keys
             if keys.decryption and self.cipher:
                 # the client encrypts with the server's decryption key
                 self.encryptor = crypto.Encryptor(self.cipher, keys.decryption, _rng)

@@ -1,0 +1,148 @@
+"""[MS-SMB2] 3.3.5.5.2 binding a connection to a session (multichannel), 3.3.5.5.3
+re-authentication, and 3.3.5.15.11 FSCTL_QUERY_NETWORK_INTERFACE_INFO."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from typing import Any
+
+import pytest
+
+from smbd.wire.constants import Command
+from smbd.wire.ioctl import pack_ioctl_request, parse_ioctl_response
+from smbd.wire.misc import SIMPLE_BODY
+from smbd.wire.status import NTStatus
+from tests.smbd.server.conftest import PASSWORD, USER, Running
+
+
+@pytest.mark.parametrize("dialect", [0x0300, 0x0302, 0x0311])
+async def test_bind_second_channel(smb: Running, dialect: int) -> None:
+    c1 = await smb.session((dialect,))
+    tid = (await c1.tree_connect(r"\\x\share")).header.tree_id
+    c2 = await smb.client()
+    c2.client_guid = c1.client_guid
+    await c2.negotiate((dialect,))
+    r = await c2.session_setup(USER, PASSWORD, bind_to=c1)
+    assert r.status == 0
+    assert c2.signing_key != c1.signing_key or dialect != 0x0311
+    (s,) = smb.server.status()["sessions"]
+    assert s["channels"] == 2
+    assert len(smb.server.status()["channels"]) == 2
+    # the tree of the session works on the new channel, signed with the channel key
+    r = await c2.call(Command.TREE_DISCONNECT, SIMPLE_BODY, tree_id=tid)
+    assert r.status == 0
+    # losing one channel keeps the session
+    await c1.aclose()
+    smb.clients.remove(c1)
+    r = await c2.tree_connect(r"\\x\share")
+    assert r.status == 0
+    assert smb.server.status()["sessions"][0]["channels"] == 1
+
+
+async def test_bind_refused_without_signature(smb: Running) -> None:
+    c1 = await smb.session((0x0311,))
+    c2 = await smb.client()
+    c2.client_guid = c1.client_guid
+    await c2.negotiate((0x0311,))
+    fake = type("Fake", (), {"session_id": c1.session_id, "signing_key": b""})()
+    r = await c2.session_setup(USER, PASSWORD, bind_to=fake)
+    assert r.status == NTStatus.INVALID_PARAMETER
+
+
+async def test_bind_refused_for_other_dialect(smb: Running) -> None:
+    c1 = await smb.session((0x0311,))
+    c2 = await smb.client()
+    c2.client_guid = c1.client_guid
+    await c2.negotiate((0x0302,))
+    r = await c2.session_setup(USER, PASSWORD, bind_to=c1)
+    assert r.status == NTStatus.INVALID_PARAMETER
+
+
+async def test_bind_refused_for_other_user(smb: Running) -> None:
+    c1 = await smb.session((0x0311,))
+    c2 = await smb.client()
+    c2.client_guid = c1.client_guid
+    await c2.negotiate((0x0311,))
+    r = await c2.session_setup("bob", "bobpass", bind_to=c1)
+    assert r.status == NTStatus.ACCESS_DENIED
+    assert smb.server.status()["sessions"][0]["channels"] == 1
+
+
+async def test_bind_refused_on_2_1(smb: Running) -> None:
+    c1 = await smb.session((0x0210,))
+    c2 = await smb.client()
+    await c2.negotiate((0x0210,))
+    # on 2.x the BINDING flag means nothing: the SessionId names no session of this
+    # connection
+    r = await c2.session_setup(USER, PASSWORD, bind_to=c1)
+    assert r.status == NTStatus.USER_SESSION_DELETED
+
+
+async def test_bind_refused_when_multichannel_is_off(start_server: Any) -> None:
+    run = await start_server(multichannel=False)
+    c1 = await run.session((0x0311,))
+    c2 = await run.client()
+    c2.client_guid = c1.client_guid
+    await c2.negotiate((0x0311,))
+    r = await c2.session_setup(USER, PASSWORD, bind_to=c1)
+    assert r.status == NTStatus.REQUEST_NOT_ACCEPTED
+
+
+async def test_3_3_5_5_3_reauthentication(smb: Running) -> None:
+    c = await smb.session((0x0311,))
+    key = c.signing_key
+    tid = (await c.tree_connect(r"\\x\share")).header.tree_id
+    r = await c.session_setup(USER, PASSWORD, reauth=True)
+    assert r.status == 0
+    assert c.signing_key == key  # the keys stay
+    r = await c.call(Command.TREE_DISCONNECT, SIMPLE_BODY, tree_id=tid)
+    assert r.status == 0
+
+
+async def test_failed_reauthentication_ends_the_session(smb: Running) -> None:
+    c = await smb.session((0x0302,))
+    r = await c.session_setup(USER, "wrong", reauth=True)
+    assert r.status == NTStatus.LOGON_FAILURE
+    r = await c.tree_connect(r"\\x\share")
+    assert r.status == NTStatus.USER_SESSION_DELETED
+
+
+async def test_3_3_5_15_11_network_interface_info(smb: Running) -> None:
+    c = await smb.session((0x0311,))
+    tid = (await c.tree_connect(r"\\x\IPC$")).header.tree_id
+    body = pack_ioctl_request(0x001401FC, (0xFFFFFFFFFFFFFFFF,) * 2, max_output_response=65536)
+    r = await c.call(Command.IOCTL, body, tree_id=tid)
+    assert r.status == 0
+    out = bytes(parse_ioctl_response(r.body).output)
+    assert len(out) % 152 == 0 and out
+    nxt, if_index, capability, _r, speed = struct.unpack_from("<IIIIQ", out)
+    assert nxt == 0
+    assert if_index != 0
+    assert capability == 0x1  # RSS_CAPABLE
+    assert speed > 0
+    family, _port, addr = struct.unpack_from("<HH4s", out, 24)
+    assert family == 2
+    assert ipaddress.IPv4Address(addr) == ipaddress.IPv4Address("127.0.0.1")
+
+
+async def test_3_3_5_15_12_validate_negotiate_info(smb: Running) -> None:
+    c = await smb.client()
+    await c.negotiate((0x0300, 0x0302), security_mode=1, capabilities=0x7F)
+    await c.session_setup(USER, PASSWORD)
+    tid = (await c.tree_connect(r"\\x\IPC$")).header.tree_id
+    vni = struct.pack("<I16sHH", 0x7F, c.client_guid, 1, 2) + struct.pack("<HH", 0x0300, 0x0302)
+    body = pack_ioctl_request(0x00140204, (0xFFFFFFFFFFFFFFFF,) * 2, vni, max_output_response=24)
+    r = await c.call(Command.IOCTL, body, tree_id=tid)
+    assert r.status == 0
+    out = bytes(parse_ioctl_response(r.body).output)
+    caps, guid, mode, dialect = struct.unpack("<I16sHH", out)
+    assert caps == 0x4E  # LEASING | LARGE_MTU | MULTI_CHANNEL | ENCRYPTION
+    assert guid == smb.server.config.server_guid
+    assert dialect == 0x0302
+    assert mode == 3
+    # a tampered negotiation drops the connection
+    vni = struct.pack("<I16sHH", 0x7F, c.client_guid, 1, 1) + struct.pack("<H", 0x0300)
+    body = pack_ioctl_request(0x00140204, (0xFFFFFFFFFFFFFFFF,) * 2, vni, max_output_response=24)
+    await c.send(c.build(c.header(Command.IOCTL, tree_id=tid), body))
+    await c.expect_disconnect()
