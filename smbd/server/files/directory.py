@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from smbd.backend import FileStat, PosixShare
 from smbd.backend.wildcard import match
 from smbd.server.files.common import FILE_READ_DATA, lookup, require, smb_errors
+from smbd.server.files.info import short_name
 from smbd.server.files.opens import DirCursor, Open
 from smbd.server.request import Request, Response, SMBError
 from smbd.wire import fscc
@@ -33,7 +34,16 @@ def _entry(name: str, st: FileStat) -> fscc.DirEntry:
         allocation_size=st.allocation_size,
         file_attributes=st.attributes,
         file_id=st.file_id,
+        short_name=_short(name),
     )
+
+
+def _short(name: str) -> str:
+    """The 8.3 name, empty when the name already is one (as NTFS lists it)."""
+    if name in (".", ".."):
+        return ""
+    short = short_name(name)
+    return "" if short == name else short
 
 
 def _fill(

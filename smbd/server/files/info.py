@@ -128,9 +128,10 @@ def _basic(st: FileStat) -> fscc.BasicInfo:
 
 
 def _standard(o: Open, st: FileStat) -> fscc.StandardInfo:
-    return fscc.StandardInfo(
-        st.allocation_size, st.end_of_file, st.nlink, o.file.delete_pending, st.is_dir
-    )
+    # a delete-pending name no longer counts as a link ([MS-FSA] 2.1.5.11.27)
+    pending = o.file.delete_pending
+    nlink = max(0, st.nlink - 1) if pending and not st.is_dir else st.nlink
+    return fscc.StandardInfo(st.allocation_size, st.end_of_file, nlink, pending, st.is_dir)
 
 
 def _mode(o: Open) -> int:

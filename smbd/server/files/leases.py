@@ -86,6 +86,7 @@ _OVERWRITING: Final = frozenset(
         wc.CreateDisposition.OVERWRITE_IF,
     }
 )
+_ACK_REQUIRED: Final = wo.SMB2_NOTIFY_BREAK_LEASE_FLAG_ACK_REQUIRED
 
 
 def oplock_to_lease(level: int) -> int:

@@ -23,8 +23,9 @@ from smbd.wire.status import NTStatus
 
 __all__ = ["handle_read", "handle_write"]
 
-_APPEND_OFFSET = 0xFFFF_FFFF_FFFF_FFFF
-_MAX_OFFSET = 1 << 63
+_INT64_MAX = (1 << 63) - 1
+# NTFS's largest file (16 TiB - 64 KiB); writes reaching past it are INVALID_PARAMETER
+MAX_FILE_SIZE = 0xFFFFFFF0000
 _FILE_ACTION_MODIFIED = 3
 _NOTIFY_SIZE_WRITE = 0x8 | 0x10  # FILE_NOTIFY_CHANGE_SIZE | LAST_WRITE
 
@@ -39,7 +40,7 @@ async def handle_read(req: Request) -> Response:
         raise SMBError(NTStatus.INVALID_PARAMETER, f"READ of {r.length} bytes")
     if r.channel != rw.Channel.NONE:
         raise SMBError(NTStatus.INVALID_PARAMETER, "RDMA channel on a TCP connection")
-    if r.offset >= _MAX_OFFSET or r.offset + r.length > _MAX_OFFSET:
+    if r.offset + r.length > _INT64_MAX:
         raise SMBError(NTStatus.INVALID_PARAMETER, "READ beyond the largest offset")
     files: FileServerState = req.server.files
     if files.locks is not None and r.length and files.locks.check_io(o, r.offset, r.length, False):
@@ -69,12 +70,9 @@ async def handle_write(req: Request) -> Response:
     rt = o.file.runtime
     offset = w.offset
     files: FileServerState = req.server.files
-    if offset == _APPEND_OFFSET and o.granted_access & FILE_APPEND_DATA:
-        with smb_errors():
-            offset = (await rt.backend.stat(o.handle)).end_of_file
-    elif offset >= _MAX_OFFSET or offset + len(w.data) > _MAX_OFFSET:
-        raise SMBError(NTStatus.INVALID_PARAMETER, "WRITE beyond the largest offset")
-    elif not o.granted_access & FILE_WRITE_DATA:
+    if offset > _INT64_MAX or (len(w.data) and offset + len(w.data) > MAX_FILE_SIZE):
+        raise SMBError(NTStatus.INVALID_PARAMETER, "WRITE beyond the largest file")
+    if not o.granted_access & FILE_WRITE_DATA:
         # append-only opens may only write at the end of the file
         with smb_errors():
             eof = (await rt.backend.stat(o.handle)).end_of_file
@@ -88,8 +86,10 @@ async def handle_write(req: Request) -> Response:
         raise SMBError(NTStatus.FILE_LOCK_CONFLICT)
     sync = bool(w.flags & rw.WriteFlags.WRITE_THROUGH) or o.write_through
     rt.ops += 1
-    with smb_errors():
-        n = await rt.backend.write(o.handle, w.data, offset, sync=sync)
+    n = 0
+    if len(w.data) or sync:
+        with smb_errors():
+            n = await rt.backend.write(o.handle, w.data, offset, sync=sync)
     rt.bytes_written += n
     o.position = offset + n
     if files.notify is not None:
