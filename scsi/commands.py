@@ -49,8 +49,6 @@ WRITE_OPS = (
     | {Op.WRITE_SAME_10, Op.WRITE_SAME_16, Op.COMPARE_AND_WRITE, Op.ORWRITE_16}
 )
 
-ReservationConflict = ReservationConflictError
-
 
 class Context:
     """One command on its way through the handlers."""

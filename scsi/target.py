@@ -18,7 +18,8 @@ from .alua import AluaState, TargetPortGroup, check_access
 from .cdb import Op, check_length, parameter_list_length, parse_rw
 from .lun import LogicalUnit
 from .nexus import Nexus, ScsiResult
-from .sense import Asc, SenseError, SenseKey, Status, build_fixed_sense
+from .pr import ReservationConflictError
+from .sense import Asc, SenseError, SenseKey, Status
 from .vpd import LIMITS
 
 __all__ = ["Masking", "Target"]
@@ -374,7 +375,7 @@ class Target:
                 extra={"initiator": nexus.initiator_port, "lun": lun},
             )
             return ScsiResult(Status.CHECK_CONDITION, sense=exc.to_bytes())
-        except commands.ReservationConflict:
+        except ReservationConflictError:
             self._stats["reservation_conflicts"] += 1
             return ScsiResult(Status.RESERVATION_CONFLICT)
         if result.status == Status.GOOD:
@@ -435,7 +436,3 @@ class Target:
             "port_groups": [g.to_dict() for g in self.port_groups.values()],
             "luns": {str(lun): lu.to_dict() for lun, lu in self.luns.items()},
         }
-
-
-def check_condition(key: int, asc: int, ascq: int) -> ScsiResult:
-    return ScsiResult(Status.CHECK_CONDITION, sense=build_fixed_sense(key, asc, ascq))
