@@ -8,6 +8,7 @@ states, LUN masking) is decided here, transport-independently.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections import deque
 from collections.abc import Callable, Collection, Iterable
@@ -19,7 +20,7 @@ from .cdb import Op, check_length, parameter_list_length, parse_rw
 from .lun import LogicalUnit
 from .nexus import Nexus, ScsiResult
 from .pr import ReservationConflictError
-from .sense import Asc, SenseError, SenseKey, Status
+from .sense import Asc, SenseError, SenseKey, Status, build_fixed_sense
 from .vpd import LIMITS
 
 __all__ = ["Masking", "Target"]
@@ -90,6 +91,7 @@ class Target:
             "lun_resets": 0,
             "target_resets": 0,
             "nexus_losses": 0,
+            "io_errors": 0,
         }
 
     # -- configuration at run time ---------------------------------------------
@@ -378,6 +380,18 @@ class Target:
         except ReservationConflictError:
             self._stats["reservation_conflicts"] += 1
             return ScsiResult(Status.RESERVATION_CONFLICT)
+        except OSError as exc:
+            # The backing file failed: report it per SBC-3 4.x rather than
+            # dropping the command (and the connection) on the floor.
+            self._stats["io_errors"] += 1
+            self.log.error(
+                "I/O error on LUN %d, opcode %#04x: %s",
+                lun,
+                cdb[0],
+                exc,
+                extra={"initiator": nexus.initiator_port, "lun": lun},
+            )
+            return ScsiResult(Status.CHECK_CONDITION, sense=io_error_sense(cdb[0], exc))
         if result.status == Status.GOOD:
             self._stats["bytes_in"] += result.data_length
             if data_out is not None:
@@ -436,3 +450,17 @@ class Target:
             "port_groups": [g.to_dict() for g in self.port_groups.values()],
             "luns": {str(lun): lu.to_dict() for lun, lu in self.luns.items()},
         }
+
+
+def io_error_sense(opcode: int, exc: OSError) -> bytes:
+    """Sense data for a failed backend call: SPACE ALLOCATION FAILED WRITE
+    PROTECT (27/07) when a thin unit's filesystem is full, WRITE ERROR (0C/00) or
+    UNRECOVERED READ ERROR (11/00) for the data path, else INTERNAL TARGET
+    FAILURE (44/00)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return build_fixed_sense(SenseKey.DATA_PROTECT, 0x27, 0x07)
+    if opcode in commands.READ_OPS or opcode in commands.VERIFY_OPS:
+        return build_fixed_sense(SenseKey.MEDIUM_ERROR, *Asc.UNRECOVERED_READ_ERROR)
+    if opcode in commands.WRITE_OPS or opcode == Op.UNMAP:
+        return build_fixed_sense(SenseKey.MEDIUM_ERROR, *Asc.WRITE_ERROR)
+    return build_fixed_sense(SenseKey.HARDWARE_ERROR, 0x44, 0x00)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 
@@ -201,3 +202,23 @@ async def test_sbc3_data_out_length(target: Target) -> None:
     assert target.data_out_length(bytes.fromhex("5f 00 00 0000 00000018 00"), 0) == 24
     assert target.data_out_length(bytes.fromhex("42 00 000000 00 00 0018 00"), 0) == 24
     assert target.data_out_length(bytes(6), 0) == 0
+
+
+async def test_sbc3_backend_errors_become_sense_data(target: Target) -> None:
+    await ready(target)
+    lu = target.luns[0]
+
+    async def full(*args: object, **kw: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    async def broken(*args: object, **kw: object) -> bytearray:
+        raise OSError(errno.EIO, "Input/output error")
+
+    lu.backend.write = full  # type: ignore[method-assign]
+    lu.backend.read = broken  # type: ignore[method-assign]
+    # Thin provisioning out of space: SPACE ALLOCATION FAILED WRITE PROTECT.
+    r = await run(target, bytes.fromhex("2a 00 00000000 00 0001 00"), bytes(512))
+    assert sense(r) == (0x7, 0x27, 0x07)
+    r = await run(target, bytes.fromhex("28 00 00000000 00 0001 00"))
+    assert sense(r) == (0x3, 0x11, 0x00)
+    assert target.statistics()["io_errors"] == 2
