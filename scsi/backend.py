@@ -129,6 +129,18 @@ class FileBackend:
             os.close(fd)
         return cls(path, block_size=block_size, thin=thin, limiter=limiter)
 
+    def grow(self, size: int) -> None:
+        """Extend the unit to ``size`` bytes (whole blocks); shrinking is refused."""
+        size -= size % self.block_size
+        if size < self.num_blocks * self.block_size:
+            raise ValueError("a LUN can only grow")
+        if self.thin:
+            os.ftruncate(self._fd, size)
+        else:
+            os.posix_fallocate(self._fd, 0, size)
+        os.fsync(self._fd)
+        self.num_blocks = size // self.block_size
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)

@@ -114,6 +114,11 @@ class Target:
         self.luns_changed()
         return lu
 
+    def capacity_changed(self, lun_id: int) -> None:
+        """The unit's backend grew: every nexus gets CAPACITY DATA HAS CHANGED
+        (2A/09, SBC-3 4.6) on that LUN."""
+        self.queue_ua(lun_id, Asc.CAPACITY_DATA_HAS_CHANGED, nexus_keys=None)
+
     def set_masking(self, masking: Masking | None) -> None:
         self.masking = masking
         self.luns_changed()

@@ -6,7 +6,7 @@ import errno
 import os
 import struct
 
-from scsi import Target
+from scsi import FileBackend, Target
 from scsi.sense import Status
 
 from .conftest import BLOCKS, data, ready, run, sense
@@ -222,3 +222,14 @@ async def test_sbc3_backend_errors_become_sense_data(target: Target) -> None:
     r = await run(target, bytes.fromhex("28 00 00000000 00 0001 00"))
     assert sense(r) == (0x3, 0x11, 0x00)
     assert target.statistics()["io_errors"] == 2
+
+
+async def test_sbc3_4_6_capacity_data_has_changed(target: Target) -> None:
+    await ready(target)
+    lu = target.luns[0]
+    assert isinstance(lu.backend, FileBackend)
+    lu.backend.grow(2 * BLOCKS * 512)
+    target.capacity_changed(0)
+    assert sense(await run(target, bytes(6))) == (0x6, 0x2A, 0x09)
+    d = data(await run(target, bytes.fromhex("25 00 00000000 0000 00 00")))
+    assert d == struct.pack(">II", 2 * BLOCKS - 1, 512)
