@@ -4,30 +4,55 @@ interop/smbtorture_passing.txt lists the subtests known to pass against vmstor; 
 test fails when one of its listed subtests does not pass. Subtests that pass and are not
 listed yet are printed in the session summary, so the list can grow
 (``python3 -m interop.torture_report --server vmstor --update-passing``).
+
+All suites share one time budget (``INTEROP_TORTURE_BUDGET`` seconds, default 1500; Samba
+needs about 420): a server that hangs costs CI that much, not every suite's timeout.
 """
 
 from __future__ import annotations
+
+import os
+import time
 
 import pytest
 
 from interop import conftest
 from interop.peers import Endpoint
-from interop.peers.tools import PASS, run_suite
+from interop.peers.tools import run_suite
 from interop.torture_report import SUITES, read_passing, suite_of
+
+BUDGET = float(os.environ.get("INTEROP_TORTURE_BUDGET", "1500"))
+_deadline: list[float] = []
+
+
+def _remaining() -> float:
+    if not _deadline:
+        _deadline.append(time.monotonic() + BUDGET)
+    return _deadline[0] - time.monotonic()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("suite", list(SUITES))
 def test_suite(server: Endpoint, suite: str) -> None:
     expected = {t for t in read_passing() if suite_of(t) == suite}
-    timeout = SUITES[suite]
-    # resume within half the suite's budget: a crash early in a suite must not hide a
-    # later regression, nor double the CI time
-    run = run_suite(server, suite, timeout=timeout, resume_timeout=30, resume_budget=timeout / 2)
+    left = _remaining()
+    assert left >= 10, f"the smbtorture budget of {BUDGET:.0f} s is spent; {suite} not run"
+    timeout = min(SUITES[suite], left)
+    # when smbtorture crashes or times out part way, run the subtests it never reached one
+    # by one, within half the suite's time: an early crash must not hide later regressions
+    run = run_suite(
+        server,
+        suite,
+        timeout=timeout,
+        resume_timeout=30,
+        resume_budget=min(timeout / 2, max(_remaining(), 0)),
+    )
     passed = run.passed
     newly = sorted(passed - expected)
-    if newly and server.kind == "vmstor":
-        conftest.SUMMARY.append(f"{suite}: {len(newly)} subtests pass and are not listed yet:")
+    if newly:
+        conftest.SUMMARY.append(
+            f"{suite}: {len(newly)} subtests pass against {server.kind} and are not listed yet:"
+        )
         conftest.SUMMARY.extend(f"  {t}" for t in newly)
     lost = sorted(expected - passed)
     detail = "\n".join(
@@ -35,7 +60,6 @@ def test_suite(server: Endpoint, suite: str) -> None:
     )
     notes = "\n".join(run.notes)
     assert not lost, f"{len(lost)} listed subtests of {suite} no longer pass:\n{detail}\n{notes}"
-    # the run must have reached the server at all (a wrong port or share name would
-    # otherwise pass an empty list quietly)
+    # smbtorture reached the server and reported something (a wrong port or share name
+    # must not pass an empty list quietly)
     assert run.results, run.output[-2000:]
-    assert any(r == PASS for r in run.results.values()) or not expected
