@@ -26,7 +26,7 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
@@ -242,7 +242,9 @@ class SmbDirectChannel:
     def _on_recv(self, wc: WorkCompletion, slot: int, size: int) -> None:
         self._free_recv.append(slot)
         if wc.status is not WcStatus.SUCCESS:
-            if wc.status is not WcStatus.FLUSHED or not self._closed.is_set():
+            if wc.status is WcStatus.FLUSHED:
+                self._fail("the connection closed (receives flushed)")
+            else:
                 self._fail(f"receive failed: {wc.status.value}")
             self.smbd.receive_flushed()
             return
@@ -590,8 +592,12 @@ class SmbDirectServer:
                     self.failed += 1
                     log.info("SMB Direct negotiate from %s failed", request.remote_address)
                     return
-                with suppress(ChannelClosed):
+                try:
                     await handler(ch)
+                except SmbDirectError as e:
+                    log.info("SMB Direct channel from %s ended: %s", request.remote_address, e)
+                except Exception:
+                    log.exception("SMB Direct handler failed for %s", request.remote_address)
         finally:
             self.channels.discard(ch)
 
