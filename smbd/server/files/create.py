@@ -303,7 +303,11 @@ async def handle_create(req: Request) -> Response:
     if files.oplocks is not None and (
         cr.requested_oplock_level != wc.OplockLevel.NONE or lease is not None
     ):
-        level, lease_blob = files.oplocks.grant(req, o, cr.requested_oplock_level, lease)
+        try:
+            level, lease_blob = files.oplocks.grant(req, o, cr.requested_oplock_level, lease)
+        except BaseException:
+            await files.close(o)  # e.g. a lease key already used for another file
+            raise
         oplock_level = wc.OplockLevel(level)
         o.oplock_level = level
 

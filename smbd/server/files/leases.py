@@ -329,10 +329,11 @@ class LeaseManager:
 
     async def _send(self, breaks: list[_Break]) -> None:
         server = self.server
-        if server is None:
+        conns = getattr(server, "connections", None)
+        if conns is None:
             return
         for b in breaks:
-            conn = server.connections.get(b.connection_id)
+            conn = conns.get(b.connection_id)
             if conn is None:
                 continue
             self._stats["breaks"] += 1
@@ -396,7 +397,7 @@ class LeaseManager:
         if overwrite:
             check_access |= 0x10000 if disposition == wc.CreateDisposition.SUPERSEDE else 0x2
         client_guid = req.connection.client_guid
-        clock = req.server.clock
+        clock = trio.current_time  # trio's clock: MockClock in tests
         first = True
         while True:
             live = [o for o in file.opens if not o.closed]

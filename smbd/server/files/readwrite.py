@@ -70,8 +70,10 @@ async def handle_write(req: Request) -> Response:
     rt = o.file.runtime
     offset = w.offset
     files: FileServerState = req.server.files
-    if offset > _INT64_MAX or (len(w.data) and offset + len(w.data) > MAX_FILE_SIZE):
+    if offset > _INT64_MAX or (len(w.data) and offset >= MAX_FILE_SIZE):
         raise SMBError(NTStatus.INVALID_PARAMETER, "WRITE beyond the largest file")
+    if len(w.data) and offset + len(w.data) >= MAX_FILE_SIZE:
+        raise SMBError(NTStatus.DISK_FULL, "WRITE would pass the largest file size")
     if not o.granted_access & FILE_WRITE_DATA:
         # append-only opens may only write at the end of the file
         with smb_errors():

@@ -12,6 +12,7 @@ three optional attributes ``oplocks``, ``locks`` and ``notify`` (see the Protoco
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -134,6 +135,10 @@ class NotifyHook(Protocol):
         bits the change matches."""
         ...
 
+    def on_close(self, open_: Open) -> None:
+        """Complete the open's pending CHANGE_NOTIFY requests with NOTIFY_CLEANUP."""
+        ...
+
 
 # -- shares ------------------------------------------------------------------------------------
 
@@ -203,6 +208,19 @@ class FileServerState:
         self.oplocks: OplockHook | None = None
         self.locks: LockHook | None = None
         self.notify: NotifyHook | None = None
+        self._install_managers()
+
+    def _install_managers(self) -> None:
+        """The phase-2 managers (leases, byte-range locks, change notify) install themselves
+        as the hooks above."""
+        for name in ("leases", "locks", "notify"):
+            try:
+                mod = importlib.import_module(f"smbd.server.files.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"smbd.server.files.{name}":
+                    raise
+                continue
+            mod.install(self)
 
     # -- shares --------------------------------------------------------------------------
 
@@ -356,7 +374,7 @@ class FileServerState:
             self._per_session[o.session_id] = n
         else:
             self._per_session.pop(o.session_id, None)
-        for hook in (self.oplocks, self.locks):
+        for hook in (self.oplocks, self.locks, self.notify):
             if hook is not None:
                 try:
                     hook.on_close(o)
