@@ -441,8 +441,8 @@ class Connection:
                 self.waiting[cmd.cmdsn] = task
         self._setup_data(task, cmd, rx.data)
         if task.in_order:
-            self._advance()
             self._maybe_ready(task)
+            self._advance()
 
     def _extended_cdb(self, cdb: bytes, ahs: memoryview) -> bytes:
         """RFC 7143 11.2.2 Extended CDB AHS (type 1): the CDB bytes past 16."""
