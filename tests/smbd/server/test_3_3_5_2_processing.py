@@ -353,3 +353,44 @@ async def test_client_that_never_reads_is_dropped(start_server: Any) -> None:
             await trio.sleep(0.05)
     other = await run.session()
     assert (await other.call(Command.ECHO, ECHO)).status == 0
+
+
+# ------------------------------------------------------------------ unsolicited (3.3.4.6)
+
+
+def _breaking_handler() -> dict[int, Any]:
+    async def notify(req: Request) -> Response:
+        await req.server.send_unsolicited(
+            req.connection, Command.OPLOCK_BREAK, [b"\x2c\x00" + bytes(42)], req.session
+        )
+        return Response([b"\x09\x00\x00\x00\x00\x00\x00\x00\x00"])
+
+    return {Command.CHANGE_NOTIFY: notify}
+
+
+async def test_3_3_4_6_unsolicited_break(start_server: Any) -> None:
+    run = await start_server(handlers=_breaking_handler())
+    c = await run.session()
+    tid = (await c.tree_connect(r"\\x\share")).header.tree_id
+    await c.send(c.build(c.header(Command.CHANGE_NOTIFY, tree_id=tid), b"\x20\x00" + bytes(30)))
+    (brk,) = await c.recv()
+    assert brk.header.command == Command.OPLOCK_BREAK
+    assert brk.header.message_id == 0xFFFF_FFFF_FFFF_FFFF
+    assert brk.header.flags & HeaderFlags.SERVER_TO_REDIR
+    assert brk.header.credits == 0
+    assert brk.body[:2] == b"\x2c\x00"
+    (resp,) = await c.recv()
+    assert resp.header.command == Command.CHANGE_NOTIFY
+
+
+async def test_3_3_4_6_unsolicited_break_is_encrypted(start_server: Any) -> None:
+    run = await start_server(handlers=_breaking_handler(), encrypt=True)
+    c = await run.session()
+    r = await c.tree_connect(r"\\x\share", encrypt=True)
+    tid = r.header.tree_id
+    h = c.header(Command.CHANGE_NOTIFY, tree_id=tid)
+    await c.send(c.build(h, b"\x20\x00" + bytes(30), sign=False), encrypt=True)
+    frame = await c.recv_frame()
+    assert frame[:4] == b"\xfdSMB"
+    _sid, plain = crypto.decrypt(c.cipher, c.keys.encryption, frame)
+    assert plain[12] == Command.OPLOCK_BREAK
