@@ -253,3 +253,38 @@ async def test_statistics_and_to_dict(target: Target) -> None:
     assert d["name"] == "iqn.2026-11.org.vmstor:unit"
     luns = d["luns"]
     assert isinstance(luns, dict) and set(luns) == {"0", "1"}
+
+
+async def test_sbc3_6_5_3_block_limits_vpd(target: Target) -> None:
+    d = data(await run(target, bytes.fromhex("12 01 b0 00ff 00")))
+    assert d[:4] == bytes.fromhex("00 b0 003c")
+    assert d[4] == 0x00  # WSNZ=0
+    assert d[5] == 0xFF  # MAXIMUM COMPARE AND WRITE LENGTH
+    assert struct.unpack(">I", d[8:12])[0] == (64 << 20) // 512  # MAXIMUM TRANSFER LENGTH
+    assert struct.unpack(">I", d[20:24])[0] == 0xFFFFFFFF  # MAXIMUM UNMAP LBA COUNT
+    assert struct.unpack(">I", d[24:28])[0] == 256  # MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
+    assert struct.unpack(">Q", d[36:44])[0] == 1 << 24  # MAXIMUM WRITE SAME LENGTH
+
+
+async def test_sbc3_6_5_4_logical_block_provisioning_vpd(target: Target) -> None:
+    thin = data(await run(target, bytes.fromhex("12 01 b2 00ff 00")))
+    assert thin == bytes.fromhex("00 b2 0004 00 e4 02 00")  # LBPU LBPWS LBPWS10 LBPRZ, thin
+    thick = data(await run(target, bytes.fromhex("12 01 b2 00ff 00"), lun=1))
+    assert thick == bytes.fromhex("00 b2 0004 00 00 00 00")
+
+
+async def test_spc4_7_8_15_unit_serial_number(target: Target) -> None:
+    d = data(await run(target, bytes.fromhex("12 01 80 00ff 00")))
+    serial = target.luns[0].identity.serial.encode()
+    assert d == bytes((0, 0x80, 0, len(serial))) + serial
+
+
+def test_sam5_4_7_lun_coding() -> None:
+    from scsi import decode_lun, encode_lun
+
+    assert encode_lun(5) == bytes.fromhex("0005000000000000")  # peripheral device
+    assert encode_lun(300) == bytes.fromhex("412c000000000000")  # flat space
+    assert decode_lun(bytes.fromhex("412c000000000000")) == 300
+    assert decode_lun(bytes.fromhex("0005000000000000")) == 5
+    assert decode_lun(bytes.fromhex("0005000100000000")) == -1  # second level: not served
+    assert decode_lun(bytes.fromhex("c000000000000000")) == -1  # extended addressing
