@@ -28,6 +28,10 @@ async def test_thin_file_is_sparse_and_unmap_punches_holes(tmp_path: Path) -> No
         await be.write_same(100, 5, b"\xab" * 4096)
         assert await be.read(100, 5) == b"\xab" * 5 * 4096
         await be.flush()
+        # Cached data is read without a thread hop (RWF_NOWAIT).
+        hits = be.nowait_hits
+        await be.read(100, 5)
+        assert be.nowait_hits == hits + 1
     finally:
         be.close()
 
