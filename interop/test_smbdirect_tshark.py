@@ -122,47 +122,50 @@ async def test_tshark_decodes_iwarp_and_smb_direct(tmp_path: Path) -> None:
     assert os.geteuid() == 0, "capturing on lo needs root"
     pcap = Path(os.environ.get("SMBD_PCAP", tmp_path / "smbdirect.pcapng"))
     errlog = tmp_path / "tshark.err"
-    async with IwarpDevice.open() as server_dev, IwarpDevice.open() as client_dev:
-        async with trio.open_nursery() as nursery:
-            server = SmbDirectServer(server_dev)
-            host, port = await nursery.start(server.serve, "127.0.0.1", 0, serve_smb2)
-            outlog = tmp_path / "tshark.out"
-            with errlog.open("w") as err, outlog.open("w") as out:
-                capture = subprocess.Popen(
-                    ["tshark", "-i", "lo", "-f", f"port {port}", "-w", str(pcap), "-P", "-l"],
-                    stdout=out,
-                    stderr=err,
-                )
-            try:
-                # "Capturing on" comes before the filter is live: probe with UDP datagrams
-                # to the port (nothing listens on UDP) until tshark shows one.
-                probe = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
-                with probe, trio.fail_after(30):
-                    while not outlog.read_text().strip():
-                        assert capture.poll() is None, errlog.read_text()
-                        await probe.sendto(b"probe", (host, port))
-                        await trio.sleep(0.1)
-                async with connect(client_dev, host, port) as ch:
-                    await ch.send_message([smb2_echo(1)])
-                    assert bytes(await ch.receive_message())[12:14] == b"\x0d\x00"
-                    await ch.send_message([smb2_write(2, bytes(100_000))])  # ~75 fragments
-                    await ch.receive_message()
-                    sink = bytearray(65536)
-                    reg = ch.register_buffer(sink, remote_write=True)
-                    info = smbd_wire.encode_descriptors(reg.descriptors)
-                    await ch.send_message([smb2_read(3, 65536, CHANNEL_RDMA_V1_INVALIDATE, info)])
-                    await ch.receive_message()
-                    assert reg.invalidated and sink[:4] == b"\x00\x01\x02\x03"
-                    source = bytearray(b"w" * 65536)
-                    reg2 = ch.register_buffer(source, remote_write=False)
-                    info = smbd_wire.encode_descriptors(reg2.descriptors)
-                    await ch.send_message([smb2_write(4, bytes(65536), CHANNEL_RDMA_V1, info)])
-                    await ch.receive_message()
-                await trio.sleep(0.5)  # let the capture see the FINs
-            finally:
-                capture.send_signal(signal.SIGINT)
-                await trio.to_thread.run_sync(capture.wait, 30)
-                nursery.cancel_scope.cancel()
+    async with (
+        IwarpDevice.open() as server_dev,
+        IwarpDevice.open() as client_dev,
+        trio.open_nursery() as nursery,
+    ):
+        server = SmbDirectServer(server_dev)
+        host, port = await nursery.start(server.serve, "127.0.0.1", 0, serve_smb2)
+        outlog = tmp_path / "tshark.out"
+        with errlog.open("w") as err, outlog.open("w") as out:
+            capture = subprocess.Popen(
+                ["tshark", "-i", "lo", "-f", f"port {port}", "-w", str(pcap), "-P", "-l"],
+                stdout=out,
+                stderr=err,
+            )
+        try:
+            # "Capturing on" comes before the filter is live: probe with UDP datagrams
+            # to the port (nothing listens on UDP) until tshark shows one.
+            probe = trio.socket.socket(type=trio.socket.SOCK_DGRAM)
+            with probe, trio.fail_after(30):
+                while not outlog.read_text().strip():
+                    assert capture.poll() is None, errlog.read_text()
+                    await probe.sendto(b"probe", (host, port))
+                    await trio.sleep(0.1)
+            async with connect(client_dev, host, port) as ch:
+                await ch.send_message([smb2_echo(1)])
+                assert bytes(await ch.receive_message())[12:14] == b"\x0d\x00"
+                await ch.send_message([smb2_write(2, bytes(100_000))])  # ~75 fragments
+                await ch.receive_message()
+                sink = bytearray(65536)
+                reg = ch.register_buffer(sink, remote_write=True)
+                info = smbd_wire.encode_descriptors(reg.descriptors)
+                await ch.send_message([smb2_read(3, 65536, CHANNEL_RDMA_V1_INVALIDATE, info)])
+                await ch.receive_message()
+                assert reg.invalidated and sink[:4] == b"\x00\x01\x02\x03"
+                source = bytearray(b"w" * 65536)
+                reg2 = ch.register_buffer(source, remote_write=False)
+                info = smbd_wire.encode_descriptors(reg2.descriptors)
+                await ch.send_message([smb2_write(4, bytes(65536), CHANNEL_RDMA_V1, info)])
+                await ch.receive_message()
+            await trio.sleep(0.5)  # let the capture see the FINs
+        finally:
+            capture.send_signal(signal.SIGINT)
+            await trio.to_thread.run_sync(capture.wait, 30)
+            nursery.cancel_scope.cancel()
 
     counts = {
         name: await trio.to_thread.run_sync(tshark_count, pcap, flt)
