@@ -401,9 +401,11 @@ async def _set_eof(req: Request, o: Open, buf: memoryview) -> None:
         raise SMBError(NTStatus.INVALID_PARAMETER, "end of file of a directory")
     size = fscc.parse_end_of_file_info(buf)
     rt = o.file.runtime
+    files = files_of(req)
+    if files.oplocks is not None:
+        await files.oplocks.break_read_caching(req, o)
     with smb_errors():
         await rt.backend.run(rt.backend.set_end_of_file_sync, o.handle, size)
-    files = files_of(req)
     if files.notify is not None:
         files.notify.changed(rt.name, o.file.components, 3, _NOTIFY_SIZE)
 

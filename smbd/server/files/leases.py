@@ -434,38 +434,59 @@ class LeaseManager:
         self.server = req.server
         conn = req.connection
         file = open_.file
-        others = [o for o in file.opens if o is not open_ and not o.closed]
-        has_locks = bool(getattr(file.lock_state, "locks", None))
         if requested_oplock == wc.OplockLevel.LEASE:
             if not isinstance(lease, wc.Lease) or not conn.capabilities & Capabilities.LEASING:
                 return wc.OplockLevel.NONE, None
+            existing = self.leases.get((conn.client_guid, lease.key))
+            if existing is not None and existing.file is not file:
+                raise SMBError(NTStatus.INVALID_PARAMETER, "lease key in use for another file")
             if file.is_dir and not conn.capabilities & Capabilities.DIRECTORY_LEASING:
                 return wc.OplockLevel.NONE, None
-            return wc.OplockLevel.LEASE, self._grant_lease(req, open_, lease, others, has_locks)
+            return wc.OplockLevel.LEASE, self._grant_lease(req, open_, lease, existing)
         if (
             requested_oplock
-            not in (
-                wc.OplockLevel.II,
-                wc.OplockLevel.EXCLUSIVE,
-                wc.OplockLevel.BATCH,
-            )
+            not in (wc.OplockLevel.II, wc.OplockLevel.EXCLUSIVE, wc.OplockLevel.BATCH)
             or file.is_dir
         ):
             return wc.OplockLevel.NONE, None
-        granted = oplock_to_lease(requested_oplock)
-        if others:
-            granted &= ~W
-        if any(self._holds_handle_lease(o) for o in others):
-            granted = 0
-        if has_locks:
-            granted &= ~R
+        granted = oplock_to_lease(requested_oplock) & self._allowed(open_, None, None)
         level = lease_to_oplock(granted)
-        if level == wc.OplockLevel.II and any(
-            o.oplock_level in (wc.OplockLevel.EXCLUSIVE, wc.OplockLevel.BATCH) for o in others
-        ):
+        if any(self._holds_handle_lease(o) for o in self._others(open_, None, None)):
             level = wc.OplockLevel.NONE
         open_.oplock_level = level
         return level, None
+
+    @staticmethod
+    def _is_stat_open(o: Open) -> bool:
+        return not o.granted_access & ~_LEASE_STAT_MASK
+
+    def _others(self, open_: Open, guid: bytes | None, key: bytes | None) -> list[Open]:
+        """The other live opens of the file that count against caching: not stat opens,
+        not opens of the lease (guid, key)."""
+        return [
+            o
+            for o in open_.file.opens
+            if o is not open_
+            and not o.closed
+            and not self._is_stat_open(o)
+            and not (key is not None and o.lease_key == key and o.client_guid == guid)
+        ]
+
+    def _allowed(self, open_: Open, guid: bytes | None, key: bytes | None) -> int:
+        """The caching a new or upgraded lease/oplock may have next to the others: one
+        writer only, no handle caching next to an oplock, no read caching with byte-range
+        locks."""
+        allowed = RWH
+        others = self._others(open_, guid, key)
+        if others:
+            allowed &= ~W
+        if any(
+            o.lease_key is None and o.oplock_level not in (0, wc.OplockLevel.LEASE) for o in others
+        ):
+            allowed &= ~H
+        if getattr(open_.file.lock_state, "locks", None):
+            allowed &= ~R
+        return allowed
 
     def _holds_handle_lease(self, o: Open) -> bool:
         if o.lease_key is None:
@@ -474,33 +495,20 @@ class LeaseManager:
         return lease is not None and bool(lease.state & H)
 
     def _grant_lease(
-        self, req: Request, open_: Open, req_lease: wc.Lease, others: list[Open], has_locks: bool
+        self, req: Request, open_: Open, req_lease: wc.Lease, existing: Lease | None
     ) -> bytes:
         conn = req.connection
         file = open_.file
         version = req_lease.version if conn.dialect >= 0x0300 else 1
         requested = req_lease.state & RWH
-        if requested not in _VALID_LEASE_STATES:
-            requested = 0
+        valid = requested in _VALID_LEASE_STATES
         if file.is_dir:
             requested &= R | H
-        tkey = (conn.client_guid, req_lease.key)
-        existing = self.leases.get(tkey)
-        if existing is not None and existing.file is not file:
-            raise SMBError(NTStatus.INVALID_PARAMETER, "lease key in use for another file")
-        other_holder = any(
-            o.lease_key != req_lease.key or o.client_guid != conn.client_guid for o in others
-        )
-        granted = requested
-        if other_holder:
-            granted &= ~W
-        if any(o.lease_key is None and o.oplock_level not in (0,) for o in others):
-            granted &= ~H
-        if has_locks:
-            granted &= ~R
-        if granted not in _VALID_LEASE_STATES:
-            granted = R if granted & R else 0
+        allowed = self._allowed(open_, conn.client_guid, req_lease.key)
         if existing is None:
+            granted = requested & allowed if valid else 0
+            if granted not in _VALID_LEASE_STATES:
+                granted = granted & R
             existing = Lease(
                 client_guid=conn.client_guid,
                 key=req_lease.key,
@@ -514,9 +522,17 @@ class LeaseManager:
                     else None
                 ),
             )
-            self.leases[tkey] = existing
-        elif not existing.breaking and granted & ~existing.state and not existing.state & ~granted:
-            existing.state = granted  # an upgrade: the request is a superset
+            self.leases[(conn.client_guid, req_lease.key)] = existing
+        elif (
+            valid
+            and not existing.breaking
+            and requested & ~existing.state
+            and not existing.state & ~requested
+            and not requested & ~allowed
+        ):
+            # an upgrade: only to exactly what was asked, and only when it is a strict
+            # superset that can be held next to the other opens
+            existing.state = requested
             if existing.version == 2:
                 existing.epoch = (existing.epoch + 1) & 0xFFFF
         existing.opens.append(open_)
@@ -525,11 +541,54 @@ class LeaseManager:
         self._set_lease_state(existing, existing.state)
         return existing.response()
 
+    # -- read caching breaks (WRITE, LOCK, SET_INFO end of file) -----------------------------
+
+    async def break_read_caching(self, req: Request, o: Open) -> None:
+        """A write, byte-range lock or size change through ``o``: every other lease loses
+        its read (and handle) caching and every other LEVEL_II oplock breaks to NONE
+        ([MS-FSA] 2.1.5.17.3). Nothing waits for these acknowledgements."""
+        file = o.file
+        if len(file.opens) < 2:
+            return
+        self.server = req.server
+        breaks: list[_Break] = []
+        leases, oplocks = self._other_holders(file, o.client_guid, o.lease_key)
+        now = trio.current_time()
+        for lease in leases:
+            if lease.breaking:
+                lease.breaking_to_required = 0
+                continue
+            if not lease.state:
+                continue
+            route = self._route(lease.opens)
+            old = lease.state
+            if route is not None and old & (W | H):
+                lease.breaking = True
+                lease.breaking_to_requested = 0
+                lease.breaking_to_required = 0
+                lease.break_started = now
+                breaks.append(self._lease_break(lease, route, old, 0, _ACK_REQUIRED))
+            else:
+                self._set_lease_state(lease, 0)
+                if route is not None:
+                    breaks.append(self._lease_break(lease, route, old, 0, 0))
+        for other in oplocks:
+            if other.oplock_level != wc.OplockLevel.II:
+                continue
+            other.oplock_level = wc.OplockLevel.NONE
+            route = self._route([other])
+            if route is not None:
+                body = wo.pack_oplock_break(wo.OplockBreak(wc.OplockLevel.NONE, other.file_id))
+                breaks.append(_Break(route[0], route[1], body))
+        if breaks:
+            await self._send(breaks)
+
     # -- acknowledgements ------------------------------------------------------------------------
 
-    def ack_lease(self, client_guid: bytes, ack: wo.LeaseBreakAck) -> tuple[Lease, _Break | None]:
-        """[MS-SMB2] 3.3.5.22.2. Returns the lease and, when the opens waiting now need less
-        than was acknowledged, the next break to send."""
+    def ack_lease(self, client_guid: bytes, ack: wo.LeaseBreakAck) -> tuple[Lease, list[_Break]]:
+        """[MS-SMB2] 3.3.5.22.2. Returns the lease and, when the opens waiting need less
+        than was acknowledged, the next break to send (handle caching goes first, as
+        Windows breaks RH -> R -> NONE)."""
         lease = self.leases.get((client_guid, ack.lease_key))
         if lease is None:
             raise SMBError(NTStatus.OBJECT_NAME_NOT_FOUND, "no such lease")
@@ -540,18 +599,24 @@ class LeaseManager:
         self._stats["acks"] += 1
         self._set_lease_state(lease, ack.lease_state)
         lease.breaking = False
-        nxt: _Break | None = None
+        out: list[_Break] = []
         if lease.state & ~lease.breaking_to_required:
             route = self._route(lease.opens)
             to = lease.breaking_to_required
-            if route is not None and lease.state & (W | H):
+            if lease.state & H and not to & H:
+                to |= lease.state & ~(H | W)
+            old = lease.state
+            if route is not None and old & (W | H):
                 lease.breaking = True
                 lease.breaking_to_requested = to
-                nxt = self._lease_break(lease, route, lease.state, to, _ACK_REQUIRED)
+                lease.break_started = trio.current_time()
+                out.append(self._lease_break(lease, route, old, to, _ACK_REQUIRED))
             else:
                 self._set_lease_state(lease, to)
+                if route is not None:
+                    out.append(self._lease_break(lease, route, old, to, 0))
         self._wake(lease.file)
-        return lease, nxt
+        return lease, out
 
     def ack_oplock(self, o: Open, level: int) -> int:
         """[MS-SMB2] 3.3.5.22.1. Returns the new oplock level."""
@@ -604,9 +669,9 @@ async def handle_oplock_break(req: Request) -> Response:
     if isinstance(ack, wo.LeaseBreakAck):
         if req.connection.dialect < 0x0210:
             raise SMBError(NTStatus.INVALID_PARAMETER, "lease acknowledgment before SMB 2.1")
-        lease, nxt = mgr.ack_lease(req.connection.client_guid, ack)
-        if nxt is not None:
-            await mgr._send([nxt])
+        lease, more = mgr.ack_lease(req.connection.client_guid, ack)
+        if more:
+            await mgr._send(more)
         body: list[Buffer] = [
             wo.pack_lease_break_ack(wo.LeaseBreakAck(0, lease.key, lease.state, 0))
         ]

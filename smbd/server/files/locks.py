@@ -303,6 +303,9 @@ async def handle_lock(req: Request) -> Response:
             status = NTStatus.SUCCESS
     if status != NTStatus.SUCCESS:
         raise SMBError(status)
+    files: FileServerState = req.server.files
+    if not unlocking and files.oplocks is not None:
+        await files.oplocks.break_read_caching(req, o)
     if slot is not None:
         arr, idx = slot
         arr[idx] = r.lock_sequence_number

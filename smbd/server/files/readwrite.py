@@ -86,6 +86,8 @@ async def handle_write(req: Request) -> Response:
         and files.locks.check_io(o, offset, len(w.data), True)
     ):
         raise SMBError(NTStatus.FILE_LOCK_CONFLICT)
+    if files.oplocks is not None:
+        await files.oplocks.break_read_caching(req, o)
     sync = bool(w.flags & rw.WriteFlags.WRITE_THROUGH) or o.write_through
     rt.ops += 1
     n = 0

@@ -114,6 +114,11 @@ class OplockHook(Protocol):
 
     def on_close(self, open_: Open) -> None: ...
 
+    async def break_read_caching(self, req: Request, open_: Open) -> None:
+        """Before a write, byte-range lock or size change through ``open_``: other leases
+        lose read caching, other LEVEL_II oplocks break to NONE (no waiting)."""
+        ...
+
 
 class LockHook(Protocol):
     """Byte-range locks (smbd.server.files.locks)."""
