@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from ..verbs import Access, WcOpcode, WcStatus, WorkCompletion
+from ..verbs_types import Access, WcOpcode, WcStatus, WorkCompletion
 from . import ddp, mpa
 from .ddp import Opcode
 from .errors import (

@@ -8,7 +8,7 @@ tagged offset (``addr``) handed out from a per-device virtual space, so a peer n
 
 from __future__ import annotations
 
-from .. import verbs
+from .. import verbs_types as verbs
 from .errors import DDPError, DdpEType, DdpTaggedCode, IwarpError, RdmapCode, RDMAPError, RdmapEType
 
 _INDEX_LIMIT = 1 << 24
