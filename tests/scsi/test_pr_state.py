@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 from hypothesis import strategies as st
@@ -30,10 +31,8 @@ class PrMachine(RuleBasedStateMachine):
         self.generation = 0
 
     def apply(self, n: tuple[str, int], sa: int, type_: int, p: PrOutParams) -> None:
-        try:
+        with contextlib.suppress(ReservationConflictError, SenseError):
             self.pr.out(n, sa, 0, type_, p, target_ports=[1, 2])
-        except (ReservationConflictError, SenseError):
-            pass
 
     @rule(n=nexus, k=key, sak=key, ignore=st.booleans(), all_tg_pt=st.booleans())
     def register(self, n: tuple[str, int], k: int, sak: int, ignore: bool, all_tg_pt: bool) -> None:
