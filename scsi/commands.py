@@ -106,6 +106,10 @@ def good(data: Buffer = b"") -> ScsiResult:
     return ScsiResult(Status.GOOD, data)
 
 
+# Commands that move user data (subject to the non-optimized path delay).
+DATA_OPS = READ_OPS | WRITE_OPS | {Op.UNMAP}
+
+
 # -- reservations -------------------------------------------------------------------
 
 # SPC-4 5.9.1 table 46 classes: commands not listed are always allowed.

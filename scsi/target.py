@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
+import trio
+
 from . import commands
 from .alua import AluaState, TargetPortGroup, check_access
 from .cdb import Op, check_length, parameter_list_length, parse_rw
@@ -66,6 +68,7 @@ class Target:
         masking: Masking | None = None,
         ua_listener: UaListener | None = None,
         implicit_transition_secs: int = 0,
+        non_optimized_delay: float = 0.0,
         on_state_change: Callable[[int], None] | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -76,6 +79,8 @@ class Target:
         self.masking = masking
         self.ua_listener = ua_listener
         self.implicit_transition_secs = implicit_transition_secs
+        # Seconds added to each data command on an active/non-optimized port.
+        self.non_optimized_delay = non_optimized_delay
         # Called with a LUN id after persistent state of that LU changed (PR
         # registrations with APTPL): the application stores LogicalUnit.to_dict().
         self.on_state_change = on_state_change
@@ -429,7 +434,15 @@ class Target:
             code = self.take_unit_attention(st, lun)
             if code is not None:
                 raise SenseError(SenseKey.UNIT_ATTENTION, *code)
-        check_access(self.alua_state(nexus.tpg, lu), cdb)
+        state = self.alua_state(nexus.tpg, lu)
+        check_access(state, cdb)
+        if (
+            state == AluaState.ACTIVE_NON_OPTIMIZED
+            and self.non_optimized_delay > 0
+            and cdb[0] in commands.DATA_OPS
+        ):
+            # LIO's nonop_delay_msecs: make the non-optimized path measurably slower.
+            await trio.sleep(self.non_optimized_delay)
         ctx = commands.Context(self, st, nexus, lun, lu, cdb, data_out, expected_in, expected_out)
         return await commands.dispatch(ctx)
 

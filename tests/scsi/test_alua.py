@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+import trio
+import trio.testing
 
 from scsi import AluaState, Target
 from scsi.alua import TargetPortGroup, check_access, encode_rtpg, parse_stpg
@@ -111,3 +113,17 @@ async def test_alua_state_per_lun(target: Target) -> None:
     assert (await run(target, READ10, nexus=INI_A2, lun=0)).status == Status.GOOD
     assert sense(await run(target, READ10, nexus=INI_A2, lun=1))[0] == 0x6
     assert sense(await run(target, READ10, nexus=INI_A2, lun=1)) == (0x2, 0x04, 0x0C)
+
+
+async def test_non_optimized_delay(target: Target, autojump_clock: trio.testing.MockClock) -> None:
+    target.non_optimized_delay = 0.1
+    await ready(target, INI_A2)
+    target.set_alua_state(2, AluaState.ACTIVE_NON_OPTIMIZED)
+    await ready(target, INI_A2)
+    await ready(target, INI_A)
+    t0 = trio.current_time()
+    assert (await run(target, READ10, nexus=INI_A2)).status == Status.GOOD
+    assert trio.current_time() - t0 >= 0.1
+    t0 = trio.current_time()
+    assert (await run(target, READ10, nexus=INI_A)).status == Status.GOOD
+    assert trio.current_time() - t0 < 0.1
