@@ -253,6 +253,14 @@ class IwarpQP:
 
     def _start(self) -> None:
         assert self._sock is not None
+        if self.device.mulpdu is None:
+            # RFC 5044 5 / 7: an FPDU fits the TCP segment (EMSS); without markers that
+            # leaves EMSS - 6 bytes (ULPDU_Length, CRC) rounded down for the pad.
+            try:
+                mss = self._sock.getsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_MAXSEG)
+            except OSError:
+                mss = 1460
+            self.endpoint.mulpdu = max(512, min(0xFFFF, (mss - 6) & ~3))
         self._local = self._sock.getsockname()[:2]
         self._remote = self._sock.getpeername()[:2]
         self._state = QPState.RTS
@@ -510,7 +518,7 @@ class IwarpDevice:
         *,
         name: str = "iwarp0",
         crc: bool = True,
-        mulpdu: int = 16384,
+        mulpdu: int | None = None,
         peer_to_peer: bool = False,
         rtr: mpa.RTR = mpa.RTR.READ,
     ) -> None:
@@ -549,7 +557,7 @@ class IwarpDevice:
             crc=self.crc,
             peer_to_peer=self.peer_to_peer,
             rtr=self.rtr,
-            mulpdu=self.mulpdu,
+            mulpdu=self.mulpdu or 0xFFFF,
             logger=log,
         )
 
