@@ -47,9 +47,10 @@ _DEFAULTS: dict[int, tuple[bytes, bytes]] = {
         _page(0x08, bytes((0x04,) + (0,) * 17)),
     ),
     PAGE_CONTROL: (
-        # QUEUE ALGORITHM MODIFIER 1 (unrestricted), QERR 00b, TAS=1; busy timeout
-        # unlimited (FFFFh); extended self-test time 0.
-        _page(0x0A, bytes((0x00, 0x10, 0x00, 0x40, 0, 0, 0xFF, 0xFF, 0, 0))),
+        # QUEUE ALGORITHM MODIFIER 1 (unrestricted), QERR 00b, TAS=0 (tasks of
+        # other nexuses are not aborted by this one's task management); busy
+        # timeout unlimited (FFFFh); extended self-test time 0.
+        _page(0x0A, bytes((0x00, 0x10, 0x00, 0x00, 0, 0, 0xFF, 0xFF, 0, 0))),
         _page(0x0A, bytes((0x00, 0x00, 0x08, 0x00, 0, 0, 0, 0, 0, 0))),  # SWP
     ),
     PAGE_INFORMATIONAL_EXCEPTIONS: (_page(0x1C, bytes(10)), _page(0x1C, bytes(10))),
