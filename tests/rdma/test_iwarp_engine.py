@@ -291,3 +291,35 @@ def test_byte_at_a_time_delivery() -> None:
     for byte in b"".join(bytes(b) for b in bufs):
         pair.p.receive_data(bytes([byte]))
     assert completions(pair.p) == [WorkCompletion(1, WcStatus.SUCCESS, WcOpcode.RECV, 90)]
+
+
+@pytest.mark.parametrize(
+    ("header", "payload", "want"),
+    [
+        # RFC 5041 7.2 untagged buffer errors
+        (ddp.untagged_header(Opcode.SEND, True, ddp.QN_SEND, 5, 0), b"x", (Layer.DDP, 2, 0x03)),
+        (ddp.untagged_header(Opcode.SEND, True, ddp.QN_SEND, 1, 10), b"x", (Layer.DDP, 2, 0x04)),
+        (ddp.untagged_header(Opcode.SEND, True, 7, 1, 0), b"x", (Layer.DDP, 2, 0x01)),
+        # RFC 5040 7.2 remote operation errors: opcodes where they do not belong
+        (ddp.tagged_header(Opcode.SEND, True, 1, 0), b"x", (Layer.RDMAP, 2, 0x06)),
+        (ddp.tagged_header(Opcode.READ_RESPONSE, True, 1, 0), b"x", (Layer.RDMAP, 2, 0x06)),
+        (ddp.untagged_header(Opcode.RDMA_WRITE, True, ddp.QN_SEND, 1, 0), b"", (Layer.RDMAP, 2, 6)),
+        (ddp.untagged_header(Opcode.READ_REQUEST, True, 1, 1, 0), b"short", (Layer.RDMAP, 2, 0xFF)),
+    ],
+)
+def test_rfc5041_7_segments_outside_the_message_are_terminated(
+    header: bytes, payload: bytes, want: tuple[int, int, int]
+) -> None:
+    pair = Pair()
+    pair.connect()
+    recv = pair.mr(2, 64)
+    pair.p.post_recv(1, recv.buf)
+    fpdu = b"".join(bytes(b) for b in mpa.encode_fpdu(header, [payload], pair.p.crc))
+    events = pair.p.receive_data(fpdu)
+    assert isinstance(events[-1], ProtocolError) and events[-1].terminate_sent
+    term = pair.p.terminate
+    assert term is not None and (term.layer, term.etype, term.code) == want
+    assert term.ddp_segment_length == len(header) + len(payload)
+    assert [wc.status for wc in completions(pair.p)] == [WcStatus.FLUSHED]
+    pair.pump()
+    assert pair.a.terminate == term and state(pair.a) is State.ERROR
