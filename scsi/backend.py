@@ -131,6 +131,12 @@ class FileBackend:
             os.fsync(fd)
         finally:
             os.close(fd)
+        # Make the new directory entry durable too.
+        dfd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
         return cls(path, block_size=block_size, thin=thin, limiter=limiter)
 
     def grow(self, size: int) -> None:
