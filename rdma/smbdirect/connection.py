@@ -278,6 +278,7 @@ class SmbDirectConnection:
             return []
         self._last_rx = self._clock()
         self._keepalive_deadline = None
+        self._keepalive_due = False
         try:
             if self.state is State.NEGOTIATE_WAIT:
                 return self._on_negotiate_request(message)
@@ -432,7 +433,6 @@ class SmbDirectConnection:
             flags |= wire.FLAG_RESPONSE_REQUESTED
         if self._keepalive_due:
             self._keepalive_due = False
-            self._keepalive_deadline = self._clock() + self.config.keepalive_timeout
             self.keepalives_out += 1
         self._response_requested = False
         if not has_data:
@@ -477,8 +477,6 @@ class SmbDirectConnection:
             return None
         if self._keepalive_deadline is not None:
             return self._keepalive_deadline
-        if self._keepalive_due:
-            return None
         return self._last_rx + self.config.keepalive_interval
 
     def handle_timer(self, now: float) -> list[Event]:
@@ -491,7 +489,10 @@ class SmbDirectConnection:
                 return [self._violation("no response to keep-alive", violation=False)]
             return []
         if not self._keepalive_due and now - self._last_rx >= self.config.keepalive_interval:
+            # The wait starts now even if no credit lets the keep-alive go yet: a peer that
+            # grants us nothing must not hold the connection open forever.
             self._keepalive_due = True
+            self._keepalive_deadline = now + self.config.keepalive_timeout
         return []
 
     def close(self, reason: str = "local close") -> None:

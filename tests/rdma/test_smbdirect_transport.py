@@ -5,6 +5,7 @@ with Invalidate (SMB2_CHANNEL_RDMA_V1_INVALIDATE), and peers that misbehave or v
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import re
 import struct
@@ -17,8 +18,10 @@ from rdma.iwarp.provider import IwarpDevice
 from rdma.smbdirect import (
     ChannelClosed,
     SmbDirectChannel,
+    SmbDirectConfig,
     SmbDirectError,
     SmbDirectServer,
+    TransportConfig,
     connect,
     decode_descriptors,
     encode_descriptors,
@@ -263,3 +266,33 @@ async def test_peer_vanishing_mid_transfer_fails_the_rdma_read(
         assert handler.errors and isinstance(handler.errors[0], SmbDirectError)
         nursery.cancel_scope.cancel()
     assert len(server_dev.stags) == 0 and len(client_dev.stags) == 0
+
+
+@pytest.mark.parametrize("grants_credits", [True, False])
+async def test_ms_smbd_3_1_6_2_silent_peer_is_dropped_after_keepalive(
+    client_dev: IwarpDevice, caplog: pytest.LogCaptureFixture, grants_credits: bool
+) -> None:
+    """The idle timer sends a keep-alive with RESPONSE_REQUESTED; a peer that answers
+    nothing within the keep-alive timeout is disconnected, and so is a peer that never
+    granted the credit the keep-alive needs."""
+    caplog.set_level(logging.INFO, logger="rdma.smbdirect")
+    smbd = SmbDirectConfig(keepalive_interval=0.3, keepalive_timeout=0.3)
+    async with IwarpDevice.open(name="server") as server_dev, trio.open_nursery() as nursery:
+        server = SmbDirectServer(server_dev, TransportConfig(smbd=smbd))
+        addr = await nursery.start(server.serve, "127.0.0.1", 0, Handler())
+        messages = [NEGOTIATE]
+        if grants_credits:
+            messages.append(wire.DataHeader(4, 4, 0, 0, 0, 0).encode())
+        with trio.fail_after(10):
+            got = await _raw_client(client_dev, addr, messages)  # then stays silent
+        if grants_credits:
+            keepalive, _ = wire.decode_data(memoryview(got[-1]))
+            assert keepalive.flags & wire.FLAG_RESPONSE_REQUESTED
+        else:
+            assert len(got) == 1  # the negotiate response, then nothing could be sent
+        with trio.fail_after(10):
+            while server.channels:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert "no response to keep-alive" in caplog.text
+    assert len(server_dev.stags) == 0
