@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import alua, vpd
 from .backend import DEALLOCATED
@@ -153,15 +153,20 @@ _SPC2_ALLOWED = {
 }
 
 
-def check_reservations(ctx: Context) -> None:
+def check_reservations(ctx: Context, ext: Extension | None = None) -> None:
     op = ctx.cdb[0]
     lu = ctx.lu
-    if lu.reserved_by is not None and lu.reserved_by != ctx.nexus.key and op not in _SPC2_ALLOWED:
+    allowed = op in _SPC2_ALLOWED if ext is None else ext.pr_class == "allowed"
+    if lu.reserved_by is not None and lu.reserved_by != ctx.nexus.key and not allowed:
         raise ReservationConflictError
     pr = lu.pr
     if pr.type is None or op in (Op.PERSISTENT_RESERVE_IN, Op.PERSISTENT_RESERVE_OUT):
         return
-    if pr.conflicts(ctx.itn, write=op in _PR_WRITE, read=op in _PR_READ):
+    if ext is None:
+        write, read = op in _PR_WRITE, op in _PR_READ
+    else:
+        write, read = ext.pr_class == "write", ext.pr_class == "read"
+    if pr.conflicts(ctx.itn, write=write, read=read):
         raise ReservationConflictError
 
 
@@ -243,12 +248,13 @@ async def inquiry(ctx: Context) -> ScsiResult:
     alloc = u16(cdb, 3)
     if cdb[1] & 0x02:  # CMDDT (obsolete)
         raise SenseError.invalid_cdb(1, 1)
+    t = ctx.target
     if cdb[1] & 0x01:
-        data = vpd.vpd_page(cdb[2], ctx.lu, ctx.nexus, ctx.target.name)
+        data = vpd.vpd_page(cdb[2], ctx.lu, ctx.nexus, t.name, extra=t.extra_vpd)
     else:
         if cdb[2]:
             raise SenseError.invalid_cdb(2)
-        data = vpd.standard_inquiry(ctx.lu)
+        data = vpd.standard_inquiry(ctx.lu, third_party_copy=t.third_party_copy)
     return good(data[:alloc])
 
 
@@ -798,8 +804,7 @@ _SA_OPS = {op for (op, sa) in COMMANDS if sa is not None}
 _TIMEOUTS = struct.pack(">HBBII", 0x0A, 0, 0, 0, 30)  # nominal unknown, 30 s recommended
 
 
-def _descriptor(op: int, sa: int | None, rctd: bool) -> bytes:
-    usage = COMMANDS[(op, sa)][1]
+def _descriptor(op: int, sa: int | None, usage: bytes, rctd: bool) -> bytes:
     flags = (0x02 if rctd else 0) | (0x01 if sa is not None else 0)
     d = struct.pack(">BBHBBH", op, 0, sa or 0, 0, flags, len(usage))
     return d + (_TIMEOUTS if rctd else b"")
@@ -807,26 +812,32 @@ def _descriptor(op: int, sa: int | None, rctd: bool) -> bytes:
 
 async def report_supported_opcodes(ctx: Context) -> ScsiResult:
     cdb = ctx.cdb
+    table = ctx.target.command_table
+    commands = table.entries
+    sa_ops = table.sa_ops
     rctd = bool(cdb[2] & 0x80)
     opts = cdb[2] & 0x07
     op = cdb[3]
     sa = u16(cdb, 4)
     alloc = u32(cdb, 6)
     if opts == 0:
-        body = b"".join(_descriptor(o, s, rctd) for (o, s) in sorted(COMMANDS, key=_sort_key))
+        body = b"".join(
+            _descriptor(o, s, commands[(o, s)][1], rctd)
+            for (o, s) in sorted(commands, key=_sort_key)
+        )
         data = struct.pack(">I", len(body)) + body
         return good(data[:alloc])
     if opts == 1:
-        if op in _SA_OPS:
+        if op in sa_ops:
             raise SenseError.invalid_cdb(2, 2)
-        entry = COMMANDS.get((op, None))
+        entry = commands.get((op, None))
     elif opts == 2:
-        if op not in _SA_OPS:
+        if op not in sa_ops:
             raise SenseError.invalid_cdb(2, 2)
-        entry = COMMANDS.get((op, sa))
+        entry = commands.get((op, sa))
     elif opts == 3:
-        entry = COMMANDS.get((op, sa if op in _SA_OPS else None))
-        if entry is None and op not in _SA_OPS and sa:
+        entry = commands.get((op, sa if op in sa_ops else None))
+        if entry is None and op not in sa_ops and sa:
             raise SenseError.invalid_cdb(4)
     else:
         raise SenseError.invalid_cdb(2, 2)
@@ -847,18 +858,58 @@ def _sort_key(k: tuple[int, int | None]) -> tuple[int, int]:
 # -- dispatch ------------------------------------------------------------------------------
 
 
+class Extension(NamedTuple):
+    """A command served by another subsystem (the copy manager, for one),
+    added with :meth:`scsi.target.Target.add_command`.
+
+    ``usage``: the CDB usage data for REPORT SUPPORTED OPERATION CODES (byte 0
+    is set to the opcode); ``pr_class``: how persistent reservations treat it
+    (SPC-4 5.9.1 table 46): ``"read"``, ``"write"`` or ``"allowed"``;
+    ``data_out``: its data-out length from the CDB (default: the PARAMETER LIST
+    LENGTH of the opcodes :func:`scsi.cdb.parameter_list_length` knows).
+    """
+
+    handler: Handler
+    usage: bytes
+    pr_class: str = "write"
+    data_out: Callable[[Buffer], int] | None = None
+
+
+class CommandTable:
+    """The commands one target serves: the built-in set plus extensions."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[int, int | None], tuple[Handler, bytes]] = dict(COMMANDS)
+        self.sa_ops: set[int] = set(_SA_OPS)
+        self.extensions: dict[tuple[int, int | None], Extension] = {}
+
+    def add(self, op: int, sa: int | None, ext: Extension) -> None:
+        # An opcode either has service actions or not, for every entry of it.
+        known = {s is not None for (o, s) in self.entries if o == op}
+        if known and known != {sa is not None}:
+            raise ValueError(f"opcode {op:#04x} is {'not ' if sa is not None else ''}SA-based")
+        self.entries[(op, sa)] = (ext.handler, _with_op(op, ext.usage))
+        self.extensions[(op, sa)] = ext
+        if sa is not None:
+            self.sa_ops.add(op)
+
+    def key(self, cdb: Buffer) -> tuple[int, int | None]:
+        op = cdb[0]
+        return (op, cdb[1] & 0x1F if op in self.sa_ops else None)
+
+
 async def dispatch(ctx: Context) -> ScsiResult:
     cdb = ctx.cdb
     n = check_length(cdb)
-    op = cdb[0]
-    key: tuple[int, int | None] = (op, cdb[1] & 0x1F if op in _SA_OPS else None)
-    entry = COMMANDS.get(key)
+    table = ctx.target.command_table
+    key = table.key(cdb)
+    entry = table.entries.get(key)
     if entry is None:
-        if op in _SA_OPS:
+        if key[1] is not None:
             raise SenseError.invalid_cdb(1, 4)
         raise SenseError.illegal(Asc.INVALID_COMMAND_OPERATION_CODE, field_pointer=0)
     _check_control(cdb, n)
-    check_reservations(ctx)
+    check_reservations(ctx, table.extensions.get(key))
     return await entry[0](ctx)
 
 

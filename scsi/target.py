@@ -23,7 +23,7 @@ from .lun import LogicalUnit
 from .nexus import Nexus, ScsiResult
 from .pr import ReservationConflictError
 from .sense import Asc, SenseError, SenseKey, Status, build_fixed_sense
-from .vpd import LIMITS
+from .vpd import LIMITS, VpdBuilder
 
 __all__ = ["Masking", "Target"]
 
@@ -86,6 +86,9 @@ class Target:
         self.on_state_change = on_state_change
         self.log = logger or log
         self._nexuses: dict[tuple[str, int], _NexusState] = {}
+        self.command_table = commands.CommandTable()
+        self.extra_vpd: dict[int, VpdBuilder] = {}
+        self.third_party_copy = False
         self._stats: dict[str, int] = {
             "commands": 0,
             "check_conditions": 0,
@@ -118,6 +121,20 @@ class Target:
             st.seen.discard(lun_id)
         self.luns_changed()
         return lu
+
+    def add_command(self, op: int, sa: int | None, ext: commands.Extension) -> None:
+        """Serve another operation code (or service action) with ``ext.handler``;
+        it shows in REPORT SUPPORTED OPERATION CODES and obeys reservations and
+        ALUA like the built-in commands."""
+        self.command_table.add(op, sa, ext)
+
+    def add_vpd_page(
+        self, page: int, builder: VpdBuilder, *, third_party_copy: bool = False
+    ) -> None:
+        """Serve VPD page ``page`` (listed in page 00h); ``third_party_copy``
+        sets the 3PC bit of the standard INQUIRY data (SPC-4 6.4.2)."""
+        self.extra_vpd[page] = builder
+        self.third_party_copy = self.third_party_copy or third_party_copy
 
     def capacity_changed(self, lun_id: int) -> None:
         """The unit's backend grew: every nexus gets CAPACITY DATA HAS CHANGED
@@ -336,6 +353,9 @@ class Target:
             if op in commands.VERIFY_OPS:
                 return r.blocks * bs if (cdb[1] >> 1) & 3 in (1, 3) else 0
             return r.blocks * bs
+        ext = self.command_table.extensions.get(self.command_table.key(cdb))
+        if ext is not None and ext.data_out is not None:
+            return ext.data_out(cdb)
         return parameter_list_length(cdb)
 
     @property

@@ -4,6 +4,7 @@ pages (SPC-4 7.8, SBC-3 6.5).  Pure builders, no I/O."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,7 @@ def _ascii(text: str, n: int) -> bytes:
     return text.encode("ascii", "replace")[:n].ljust(n, b" ")
 
 
-def standard_inquiry(lu: LogicalUnit | None) -> bytes:
+def standard_inquiry(lu: LogicalUnit | None, *, third_party_copy: bool = False) -> bytes:
     """SPC-4 table 142, 96 bytes.  ``lu`` None: no LU at this LUN (peripheral
     qualifier 011b, device type 1Fh)."""
     out = bytearray(96)
@@ -47,7 +48,7 @@ def standard_inquiry(lu: LogicalUnit | None) -> bytes:
     out[2] = 0x06  # SPC-4
     out[3] = 0x12  # HISUP, RESPONSE DATA FORMAT 2
     out[4] = len(out) - 5
-    out[5] = 0x30  # TPGS 11b: implicit and explicit ALUA
+    out[5] = 0x30 | (0x08 if third_party_copy else 0)  # TPGS 11b: implicit+explicit ALUA; 3PC
     out[6] = 0x10  # MULTIP
     out[7] = 0x02  # CMDQUE
     ident = lu.identity if lu is not None else None
@@ -98,11 +99,25 @@ def device_identification(lu: LogicalUnit, nexus: Nexus, target_name: str) -> by
     return body
 
 
-def vpd_page(page: int, lu: LogicalUnit, nexus: Nexus, target_name: str) -> bytes:
+# extra VPD pages: page code -> builder(lu, nexus) of the page's body (after
+# the 4-byte header), for pages other subsystems serve (third-party copy, 8Fh).
+VpdBuilder = Callable[["LogicalUnit", Nexus], bytes]
+
+
+def vpd_page(
+    page: int,
+    lu: LogicalUnit,
+    nexus: Nexus,
+    target_name: str,
+    *,
+    extra: Mapping[int, VpdBuilder] | None = None,
+) -> bytes:
     """The VPD page ``page``, or INVALID FIELD IN CDB (byte 2) for one not served."""
     body: bytes | bytearray
-    if page == 0x00:
-        body = bytes(SUPPORTED_VPD)
+    if extra and page in extra:
+        body = extra[page](lu, nexus)
+    elif page == 0x00:
+        body = bytes(sorted(set(SUPPORTED_VPD) | set(extra or ())))
     elif page == 0x80:
         body = lu.identity.serial.encode()
     elif page == 0x83:
