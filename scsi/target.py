@@ -226,6 +226,21 @@ class Target:
             for lun_id in affected:
                 self._queue_ua(st, lun_id, Asc.ASYMMETRIC_ACCESS_STATE_CHANGED)
 
+    async def transition_alua_state(
+        self,
+        group: int,
+        state: AluaState | int | str,
+        *,
+        seconds: float | None = None,
+        lun: int | None = None,
+    ) -> None:
+        """An implicit transition (SPC-4 5.15.2.6): the group reports
+        TRANSITIONING (commands get NOT READY 04/0A) for ``seconds`` (default:
+        the IMPLICIT TRANSITION TIME reported by RTPG), then ``state``."""
+        self.set_alua_state(group, AluaState.TRANSITIONING, lun=lun)
+        await trio.sleep(self.implicit_transition_secs if seconds is None else seconds)
+        self.set_alua_state(group, state, lun=lun)
+
     # -- unit attentions --------------------------------------------------------
 
     def _queue_ua(self, st: _NexusState, lun: int, code: tuple[int, int]) -> None:

@@ -127,3 +127,20 @@ async def test_non_optimized_delay(target: Target, autojump_clock: trio.testing.
     t0 = trio.current_time()
     assert (await run(target, READ10, nexus=INI_A)).status == Status.GOOD
     assert trio.current_time() - t0 < 0.1
+
+
+async def test_spc4_5_15_2_6_implicit_transition(
+    target: Target, autojump_clock: trio.testing.MockClock
+) -> None:
+    target.implicit_transition_secs = 2
+    await ready(target, INI_A2)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(target.transition_alua_state, 2, "ano")
+        await trio.sleep(1)
+        assert sense(await run(target, bytes(6), nexus=INI_A2)) == (0x6, 0x2A, 0x06)
+        assert sense(await run(target, READ10, nexus=INI_A2)) == (0x2, 0x04, 0x0A)
+        d = data(await run(target, RTPG_EXT, nexus=INI_A2))
+        assert d[5] == 2 and d[20] & 0x0F == 0xF
+    await ready(target, INI_A2)
+    assert (await run(target, READ10, nexus=INI_A2)).status == Status.GOOD
+    assert target.port_groups[2].state == AluaState.ACTIVE_NON_OPTIMIZED
