@@ -345,7 +345,7 @@ class IwarpQP:
         if self._state is QPState.RTS:
             with trio.move_on_after(_CLOSE_DRAIN_TIMEOUT):
                 while self.endpoint.has_output() and self.endpoint.state is eng.State.RTS:
-                    await trio.sleep(0.001)
+                    await trio.sleep(0.005)
             self.endpoint.close()
             self._set_error()
             with suppress(OSError):

@@ -129,6 +129,7 @@ class SmbDirectChannel:
         self._negotiated = trio.Event()
         self._closed = trio.Event()
         self._close_reason: str | None = None
+        self._nursery: trio.Nursery | None = None
         self.rdma_bytes_written = 0
         self.rdma_bytes_read = 0
         self.log = logging.LoggerAdapter(log, {"connection": f"{qp.remote_address}"})
@@ -162,6 +163,7 @@ class SmbDirectChannel:
     async def _running(self) -> AsyncIterator[None]:
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 nursery.start_soon(self._pump)
                 nursery.start_soon(self._timer)
                 nursery.start_soon(self._watch_qp)
@@ -172,6 +174,7 @@ class SmbDirectChannel:
                         await self._shutdown("closed by the upper layer")
                     nursery.cancel_scope.cancel()
         finally:
+            self._nursery = None
             self._release()
 
     def _post_receives(self) -> None:
@@ -303,6 +306,10 @@ class SmbDirectChannel:
             op.done.set()
         self._ops.clear()
         self.log.info("SMB Direct channel closed: %s", reason)
+        if self._nursery is not None:
+            # Disorderly shutdown: drop the queue pair now, not when the upper layer
+            # notices; the peer's posted work is flushed by the disconnect.
+            self._nursery.start_soon(self.qp.disconnect)
 
     async def _shutdown(self, reason: str) -> None:
         # Orderly: let queued messages go out (bounded), then disconnect the queue pair.
