@@ -5,6 +5,8 @@ gets (RFC 5040 7, RFC 5041 7, RFC 5044 8, RFC 6581)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rdma.iwarp import ddp, mpa
 from rdma.iwarp.ddp import Opcode
@@ -323,3 +325,25 @@ def test_rfc5041_7_segments_outside_the_message_are_terminated(
     assert [wc.status for wc in completions(pair.p)] == [WcStatus.FLUSHED]
     pair.pump()
     assert pair.a.terminate == term and state(pair.a) is State.ERROR
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=200), max_size=6), st.booleans())
+def test_fuzz_endpoint_never_raises(chunks: list[bytes], connected: bool) -> None:
+    """Whatever arrives, the endpoint answers with a Terminate (or a reject/close) and
+    flushes; it never raises."""
+    pair = Pair()
+    if connected:
+        pair.connect()
+        pair.p.post_recv(1, pair.mr(2, 256).buf)
+    for chunk in chunks:
+        if connected and chunk:
+            # frame the garbage as FPDUs so it reaches DDP and RDMAP
+            pair.p.receive_data(
+                b"".join(bytes(b) for b in mpa.encode_fpdu(chunk[:2], [chunk[2:]], pair.p.crc))
+            )
+        else:
+            pair.p.receive_data(chunk)
+    assert state(pair.p) in (State.RTS, State.ERROR, State.WAIT_REQUEST, State.REQUEST_RECEIVED)
+    if state(pair.p) is State.ERROR:
+        assert all(wc.status is WcStatus.FLUSHED for wc in completions(pair.p))
