@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import logging
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -41,12 +42,25 @@ _POLL_IDLE = 0.0002
 _LAB_HINT = "set up soft-RoCE or soft-iWARP: rdma link add rxe0 type rxe netdev IFACE"
 
 
+def _sysfs_devices() -> list[str]:
+    try:
+        return sorted(os.listdir("/sys/class/infiniband"))
+    except OSError:
+        return []
+
+
 def unavailable_reason() -> str | None:
     """None if pyverbs is importable and at least one RDMA device exists."""
     try:
         import pyverbs.device as d
     except ImportError:
-        return "pyverbs (rdma-core Python bindings) is not installed"
+        devices = _sysfs_devices()
+        if not devices:
+            return (
+                "no RDMA device on this machine (/sys/class/infiniband is empty) and "
+                f"pyverbs (rdma-core Python bindings) is not installed ({_LAB_HINT})"
+            )
+        return f"pyverbs (rdma-core Python bindings) is not installed (devices: {devices})"
     try:
         devices = d.get_device_list()
     except Exception as e:  # pyverbs raises its own error types for a missing sysfs class
