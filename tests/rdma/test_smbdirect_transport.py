@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import trio
 
+from rdma.iwarp import ddp, mpa
 from rdma.iwarp.provider import IwarpDevice
 from rdma.smbdirect import (
     ChannelClosed,
@@ -296,3 +297,64 @@ async def test_ms_smbd_3_1_6_2_silent_peer_is_dropped_after_keepalive(
         nursery.cancel_scope.cancel()
     assert "no response to keep-alive" in caplog.text
     assert len(server_dev.stags) == 0
+
+
+async def test_bad_peers_do_not_disturb_other_channels(
+    server_dev: IwarpDevice, client_dev: IwarpDevice
+) -> None:
+    """A garbage TCP peer, a bad-CRC peer and a client handing out a descriptor beyond its
+    region are each cut off; a well-behaved channel beside them keeps working."""
+    handler = Handler()
+    async with trio.open_nursery() as nursery:
+        server, addr = await run_server(nursery, server_dev, handler)
+        async with connect(client_dev, *addr) as good:
+            await good.send_message([b"S", b"before"])
+            # 1. not MPA at all
+            stream = await trio.open_tcp_stream(*addr)
+            await stream.send_all(b"GET / HTTP/1.1\r\n\r\n" + bytes(64))
+            with trio.fail_after(15):
+                assert await stream.receive_some(100) == b""  # closed on us
+            await stream.aclose()
+            # 2. MPA, then an FPDU whose CRC is wrong: Terminate (LLP, MPA CRC error), close
+            stream = await trio.open_tcp_stream(*addr)
+            await stream.send_all(mpa.encode_frame(mpa.MpaFrame(reply=False, crc=True)))
+            reply = b""
+            with trio.fail_after(15):
+                while len(reply) < 24:
+                    reply += await stream.receive_some(24 - len(reply))
+            assert mpa.decode_frame(reply, reply=True).crc
+            hdr = ddp.untagged_header(ddp.Opcode.SEND, True, ddp.QN_SEND, 1, 0)
+            fpdu = bytearray(b"".join(bytes(b) for b in mpa.encode_fpdu(hdr, [NEGOTIATE], True)))
+            fpdu[-1] ^= 0x55
+            await stream.send_all(bytes(fpdu))
+            rest = b""
+            with trio.fail_after(15):
+                while chunk := await stream.receive_some(4096):
+                    rest += chunk
+            got = mpa.next_fpdu(memoryview(rest), crc=True)
+            assert got is not None
+            term = ddp.Terminate.decode(ddp.decode_segment(got[0]).payload)
+            assert (term.layer, term.code) == (2, 0x02)  # LLP, MPA CRC error
+            await stream.aclose()
+            # 3. a descriptor that reaches past the client's region: RDMAP base/bounds
+            async with connect(client_dev, *addr) as bad:
+                small = bad.register_buffer(bytearray(4096), remote_write=False)
+                (d,) = small.descriptors
+                lie = wire.BufferDescriptorV1(d.offset, d.token, 1 << 20)
+                await bad.send_message([b"R", encode_descriptors([lie])])
+                with pytest.raises(SmbDirectError):
+                    await bad.receive_message()
+            # the good channel is unaffected
+            big = pattern(5, 3 * MiB)
+            for off in range(0, len(big), good.max_message_size - 1):
+                await good.send_message([b"S", big[off : off + good.max_message_size - 1]])
+            await good.send_message([b"D"])
+            digest = bytes(await good.receive_message())
+            assert digest == b"D" + hashlib.sha256(b"before" + big).digest()
+        with trio.fail_after(10):
+            while server.channels:
+                await trio.sleep(0.01)
+        assert server.statistics()["accepted"] == 3  # MPA-level: the bad-CRC peer too
+        assert server_dev.statistics()["protocol_errors"] >= 2
+        nursery.cancel_scope.cancel()
+    assert len(server_dev.stags) == 0 and len(client_dev.stags) == 0
