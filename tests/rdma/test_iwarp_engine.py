@@ -347,3 +347,14 @@ def test_fuzz_endpoint_never_raises(chunks: list[bytes], connected: bool) -> Non
     assert state(pair.p) in (State.RTS, State.ERROR, State.WAIT_REQUEST, State.REQUEST_RECEIVED)
     if state(pair.p) is State.ERROR:
         assert all(wc.status is WcStatus.FLUSHED for wc in completions(pair.p))
+
+
+def test_rfc5044_7_1_revision_1_initiator_gets_a_revision_1_reply() -> None:
+    pair = Pair()
+    req = mpa.MpaFrame(reply=False, revision=1, enhanced=False, crc=False)
+    assert pair.p.receive_data(mpa.encode_frame(req))
+    pair.p.accept(ird=4, ord=4)
+    bufs, _ = pair.p.pull_output()
+    reply = b"".join(bytes(b) for b in bufs)
+    assert reply == b"MPA ID Rep Frame" + bytes([0x00, 0x01, 0x00, 0x00])  # no C: we did not ask
+    assert state(pair.p) is State.RTS
