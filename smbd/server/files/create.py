@@ -306,7 +306,10 @@ async def handle_create(req: Request) -> Response:
         try:
             level, lease_blob = files.oplocks.grant(req, o, cr.requested_oplock_level, lease)
         except BaseException:
-            await files.close(o)  # e.g. a lease key already used for another file
+            # e.g. a lease key already used for another file: the CREATE fails as a whole
+            if result.action == CreateAction.CREATED:
+                o.delete_on_close = True
+            await files.close(o)
             raise
         oplock_level = wc.OplockLevel(level)
         o.oplock_level = level

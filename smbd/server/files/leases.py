@@ -211,6 +211,27 @@ class LeaseManager:
                 oplocks.append(o)
         return leases, oplocks
 
+    def _lease_route(self, lease: Lease) -> tuple[int, int] | None:
+        """Where a lease break goes ([MS-SMB2] 3.3.4.7): the oldest live connection of the
+        lease's client (as Windows does when one client has several), else a connection
+        of one of its opens."""
+        conns = getattr(self.server, "connections", None)
+        if conns is not None and any(
+            not o.closed and o.disconnected_at is None for o in lease.opens
+        ):
+            for cid in sorted(conns):
+                c = conns[cid]
+                if getattr(c, "closed", False) or c.client_guid != lease.client_guid:
+                    continue
+                sessions = getattr(c, "sessions", {})
+                sid = next(iter(sessions), 0) if sessions else 0
+                for o in lease.opens:
+                    if o.connection_id == cid:
+                        sid = o.session_id
+                        break
+                return (cid, sid)
+        return self._route(lease.opens)
+
     def _route(self, opens: list[Open]) -> tuple[int, int] | None:
         """A live (connection id, session id) of these opens."""
         conns = getattr(self.server, "connections", None)
@@ -237,7 +258,8 @@ class LeaseManager:
         first_attempt: bool,
         now: float,
     ) -> tuple[bool, list[_Break]]:
-        """Decide the breaks a new open causes. Returns (must wait, notifications)."""
+        """Decide the breaks a new open causes. Returns (must wait, notifications).
+        ``sharing_violation`` (or a delete-on-close open) breaks handle caching."""
         delay = False
         out: list[_Break] = []
         delay_mask = H if sharing_violation else W
@@ -247,42 +269,32 @@ class LeaseManager:
         for lease in leases:
             if lease_stat:
                 continue
-            current = lease.breaking_to_required if lease.breaking else lease.state
+            current = lease.state
             break_to = current & ~delay_mask
             if overwrite:
                 break_to &= ~(H | R | W)
             if not current & ~break_to:
-                if lease.breaking and lease.state & delay_mask:
-                    delay = True
+                if lease.breaking:
+                    delay = True  # a break in progress finishes first
                 continue
             if lease.breaking:
                 lease.breaking_to_required &= break_to
-                if lease.state & delay_mask or not first_attempt:
+                if current & delay_mask or not first_attempt:
                     delay = True
                 continue
-            route = self._route(lease.opens)
-            ack = bool(lease.state & (W | H))
-            if route is None or not ack:
+            route = self._lease_route(lease)
+            if route is None or not current & (W | H):
                 # nobody to tell, or an R-only lease: applied at once
-                old = lease.state
                 self._set_lease_state(lease, break_to)
                 if route is not None:
-                    out.append(self._lease_break(lease, route, old, break_to, 0))
+                    out.append(self._lease_break(lease, route, current, break_to, 0))
                 continue
             lease.breaking = True
             lease.breaking_to_requested = break_to
             lease.breaking_to_required = break_to
             lease.break_started = now
-            out.append(
-                self._lease_break(
-                    lease,
-                    route,
-                    lease.state,
-                    break_to,
-                    _ACK_REQUIRED,
-                )
-            )
-            if lease.state & delay_mask:
+            out.append(self._lease_break(lease, route, current, break_to, _ACK_REQUIRED))
+            if current & delay_mask:
                 delay = True
         for o in oplocks:
             if oplock_stat:
@@ -354,9 +366,10 @@ class LeaseManager:
                 continue
             left = lease.break_started + self.timeout - now
             if left <= 0:
+                # [MS-SMB2] 3.3.2.5: an unacknowledged lease break revokes the lease
                 self._stats["timeouts"] += 1
                 lease.breaking = False
-                self._set_lease_state(lease, lease.breaking_to_required)
+                self._set_lease_state(lease, 0)
                 changed = True
             else:
                 nearest = min(nearest, left)
@@ -367,7 +380,7 @@ class LeaseManager:
             left = float(o.extra.get("oplock_break_started", now)) + self.timeout - now
             if left <= 0:
                 self._stats["timeouts"] += 1
-                o.oplock_level = int(to)
+                o.oplock_level = wc.OplockLevel.NONE
                 del o.extra["oplock_breaking_to"]
                 changed = True
             else:
@@ -384,8 +397,10 @@ class LeaseManager:
         check against what is left."""
         self.server = req.server
         key: bytes | None = None
+        delete_on_close = False
         try:
             cr = wc.parse_create_request(req.body)
+            delete_on_close = bool(cr.create_options & wc.CreateOptions.DELETE_ON_CLOSE)
             if cr.requested_oplock_level == wc.OplockLevel.LEASE:
                 ctx = cr.context(wc.CTX_REQUEST_LEASE)
                 if ctx is not None:
@@ -408,7 +423,7 @@ class LeaseManager:
             self._expire(file, now)
             changed = self._fstate(file).changed
             delay, breaks = self._plan_breaks(
-                file, client_guid, key, access, violation, overwrite, first, now
+                file, client_guid, key, access, violation or delete_on_close, overwrite, first, now
             )
             first = False
             if breaks:
@@ -468,7 +483,7 @@ class LeaseManager:
             for o in open_.file.opens
             if o is not open_
             and not o.closed
-            and not self._is_stat_open(o)
+            and not (self._is_stat_open(o) and o.lease_key is None)
             and not (key is not None and o.lease_key == key and o.client_guid == guid)
         ]
 
@@ -560,7 +575,7 @@ class LeaseManager:
                 continue
             if not lease.state:
                 continue
-            route = self._route(lease.opens)
+            route = self._lease_route(lease)
             old = lease.state
             if route is not None and old & (W | H):
                 lease.breaking = True
@@ -601,7 +616,7 @@ class LeaseManager:
         lease.breaking = False
         out: list[_Break] = []
         if lease.state & ~lease.breaking_to_required:
-            route = self._route(lease.opens)
+            route = self._lease_route(lease)
             to = lease.breaking_to_required
             if lease.state & H and not to & H:
                 to |= lease.state & ~(H | W)
@@ -673,7 +688,7 @@ async def handle_oplock_break(req: Request) -> Response:
         if more:
             await mgr._send(more)
         body: list[Buffer] = [
-            wo.pack_lease_break_ack(wo.LeaseBreakAck(0, lease.key, lease.state, 0))
+            wo.pack_lease_break_ack(wo.LeaseBreakAck(0, lease.key, ack.lease_state, 0))
         ]
         return Response(body)
     o = lookup(req, ack.file_id)
