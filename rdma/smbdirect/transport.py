@@ -44,6 +44,8 @@ _SEND = 1
 _RDMA = 2
 _KIND_SHIFT = 32
 _NEGOTIATE_TIMEOUT = 20.0
+MAX_DESCRIPTORS = 16  # per transfer (Windows sends one or two per SMB2 READ/WRITE)
+MAX_RDMA_OPS = 8  # transfers in flight per channel; further ones wait
 _CLOSE_TIMEOUT = 5.0
 
 
@@ -130,6 +132,7 @@ class SmbDirectChannel:
         self._closed = trio.Event()
         self._close_reason: str | None = None
         self._nursery: trio.Nursery | None = None
+        self._rdma_limit = trio.CapacityLimiter(MAX_RDMA_OPS)
         self.rdma_bytes_written = 0
         self.rdma_bytes_read = 0
         self.log = logging.LoggerAdapter(log, {"connection": f"{qp.remote_address}"})
@@ -366,8 +369,8 @@ class SmbDirectChannel:
     def _check_descriptors(self, descriptors: Sequence[BufferDescriptorV1], length: int) -> None:
         if self._closed.is_set():
             raise ChannelClosed(self._close_reason or "closed")
-        if not descriptors:
-            raise SmbDirectError("no buffer descriptors")
+        if not descriptors or len(descriptors) > MAX_DESCRIPTORS:
+            raise SmbDirectError(f"{len(descriptors)} buffer descriptors (1..{MAX_DESCRIPTORS})")
         if length > self.max_read_write_size:
             raise SmbDirectError(
                 f"{length} bytes exceed MaxReadWriteSize {self.max_read_write_size}"
@@ -376,6 +379,10 @@ class SmbDirectChannel:
             raise SmbDirectError("the descriptors describe fewer bytes than the transfer")
 
     async def _run_op(self, post: Callable[[int], int]) -> None:
+        async with self._rdma_limit:  # bounds the work requests in flight (QPCap)
+            await self._run_op_now(post)
+
+    async def _run_op_now(self, post: Callable[[int], int]) -> None:
         op_id = next(self._op_ids)
         op = _Op(0)
         self._ops[op_id] = op
@@ -485,7 +492,9 @@ def _make_channel(
     config: TransportConfig,
 ) -> SmbDirectChannel:
     c = config.smbd
-    cq = device.create_cq(c.receive_credit_max + config.send_slots + 4 * (config.ord + 16) + 64)
+    cq = device.create_cq(
+        c.receive_credit_max + config.send_slots + MAX_RDMA_OPS * MAX_DESCRIPTORS + 64
+    )
     qp = make_qp(cq)
     smbd = core.SmbDirectConnection(role, c, clock=trio.current_time)
     return SmbDirectChannel(device, pd, qp, cq, smbd, config)
@@ -493,7 +502,7 @@ def _make_channel(
 
 def _qp_cap(config: TransportConfig) -> QPCap:
     return QPCap(
-        max_send_wr=config.send_slots + 4 * (config.ord + 16),
+        max_send_wr=config.send_slots + MAX_RDMA_OPS * MAX_DESCRIPTORS,
         max_recv_wr=config.smbd.receive_credit_max,
         max_send_sge=1,
         max_recv_sge=1,

@@ -358,3 +358,41 @@ async def test_bad_peers_do_not_disturb_other_channels(
         assert server_dev.statistics()["protocol_errors"] >= 2
         nursery.cancel_scope.cancel()
     assert len(server_dev.stags) == 0 and len(client_dev.stags) == 0
+
+
+async def test_concurrent_rdma_transfers_wait_for_room(
+    server_dev: IwarpDevice, client_dev: IwarpDevice
+) -> None:
+    """32 SMB2-READ-like requests in flight at once: the server's transfers queue behind
+    the per-channel limit instead of overflowing the send queue."""
+
+    async def concurrent(ch: SmbDirectChannel) -> None:
+        async def one(body: memoryview) -> None:
+            (seed,) = struct.unpack_from("<Q", body, 0)
+            descs = decode_descriptors(body[8:])
+            await ch.rdma_write(descs, pattern(seed, descs[0].length))
+            await ch.send_message([b"ok", struct.pack("<Q", seed)])
+
+        async with trio.open_nursery() as nursery:
+            while True:
+                msg = await ch.receive_message()
+                nursery.start_soon(one, msg[1:])
+
+    async with trio.open_nursery() as nursery:
+        _, addr = await run_server(nursery, server_dev, concurrent)
+        async with connect(client_dev, *addr) as ch:
+            bufs = [bytearray(256 * 1024) for _ in range(32)]
+            regs = [ch.register_buffer(b, remote_write=True) for b in bufs]
+            for i, reg in enumerate(regs):
+                await ch.send_message(
+                    [b"W", struct.pack("<Q", i), encode_descriptors(reg.descriptors)]
+                )
+            done = set()
+            for _ in regs:
+                reply = bytes(await ch.receive_message())
+                done.add(struct.unpack_from("<Q", reply, 2)[0])
+            assert done == set(range(32))
+            for i, b in enumerate(bufs):
+                assert b == pattern(i, len(b))
+        nursery.cancel_scope.cancel()
+    assert len(server_dev.stags) == 0 and len(client_dev.stags) == 0
