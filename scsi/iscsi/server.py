@@ -160,14 +160,20 @@ class IscsiServer:
                     listeners.append((bound, lst))
                     self.bound.append((bound, (addr[0], addr[1])))
             self.portals = [p for p, _ in listeners]
-            for portal, lst in listeners:
-                nursery.start_soon(self._accept_loop, lst, portal)
-            self.log.info(
-                "iSCSI target %s on %s",
-                self.target.name,
-                ", ".join(p.address for p in self.portals),
-            )
-            task_status.started([addr for _, addr in self.bound])
+            try:
+                for portal, lst in listeners:
+                    nursery.start_soon(self._accept_loop, lst, portal)
+                self.log.info(
+                    "iSCSI target %s on %s",
+                    self.target.name,
+                    ", ".join(p.address for p in self.portals),
+                )
+                task_status.started([addr for _, addr in self.bound])
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    for _, lst in listeners:
+                        await lst.aclose()
 
     def statistics(self) -> dict[str, Any]:
         return {
@@ -387,8 +393,8 @@ class IscsiServer:
                 rx = await io.receive(framer)
             except PduError as e:
                 conn.reject(e.reason, e.header if isinstance(e, _FramedError) else b"", str(e))
+                await self._flush(io, conn)
                 if e.fatal:
-                    await self._flush(io, conn)
                     s.cancel.cancel()
                     return
                 continue

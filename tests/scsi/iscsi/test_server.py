@@ -1,0 +1,211 @@
+"""End to end on loopback: the SAN service of the daemon (config + state + CLI) and the
+iSCSI server, driven by the test initiator in ``initiator.py``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import trio
+
+from scsi.fabric.model import initiator_name
+from scsi.iscsi import pdu
+from tests.scsi.iscsi.initiator import Initiator, LoginFailed
+from vmstor import san_cli
+from vmstor.cli import build_parser
+from vmstor.config import load
+from vmstor.san import SanService
+
+IQN = "iqn.2026-11.org.vmstor:unit"
+INQUIRY = bytes.fromhex("120000006000")
+REPORT_LUNS = bytes.fromhex("a0000000000000000100000000")
+TUR = bytes(6)
+
+
+def cli(config: Path, *args: str) -> None:
+    parser = san_cli_parser()
+    ns = parser.parse_args([*args, "--config", str(config)])
+    assert ns.func(ns) == 0
+
+
+def san_cli_parser() -> argparse.ArgumentParser:
+    return build_parser()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "vmstor.toml"
+    cfg.write_text(
+        '[server]\nlisten = ["127.0.0.1:0"]\nstate_dir = "state"\n'
+        '[iscsi]\nportals = ["127.0.0.1:0", "127.0.0.1:0"]\n'
+        f'target_name = "{IQN}"\nport_groups = [[1], [2]]\nnop_interval = 0\n'
+    )
+    cli(cfg, "lun", "create", "disk0", "--size", "4M")
+    cli(cfg, "lun", "create", "disk1", "--size", "2M", "--thick", "--block-size", "4096")
+    cli(cfg, "vsan", "create", "fab")
+    cli(cfg, "vhba", "add", "vm1", "--vsan", "fab")
+    cli(cfg, "vhba", "add", "vm2", "--vsan", "fab")
+    cli(cfg, "lun", "map", "disk0", "--vm", "vm1")
+    cli(cfg, "lun", "map", "disk1", "--vm", "vm2")
+    return cfg
+
+
+def names(service: SanService, vm: str) -> tuple[str, str]:
+    h = service.state.fabric.vhbas[vm][0]
+    return initiator_name(h.wwpn_a), initiator_name(h.wwpn_b)
+
+
+async def start(config: Path, nursery: trio.Nursery) -> tuple[SanService, list[int]]:
+    service = SanService(load(config))
+    bound = await nursery.start(service.run)
+    return service, [port for _, port in bound]
+
+
+def luns_of(data: bytes) -> list[int]:
+    n = int.from_bytes(data[:4], "big") // 8
+    return [int.from_bytes(data[8 + 8 * i : 10 + 8 * i], "big") for i in range(n)]
+
+
+async def test_rfc7143_full_session_write_read_with_r2t_and_digests(config: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        service, ports = await start(config, nursery)
+        vm1, _ = names(service, "vm1")
+        ini = await Initiator.connect(ports[1], vm1)
+        answers = await ini.login(
+            IQN,
+            keys=[
+                ("HeaderDigest", "CRC32C"),
+                ("DataDigest", "CRC32C"),
+                ("MaxRecvDataSegmentLength", "4096"),
+                ("ImmediateData", "No"),
+                ("InitialR2T", "Yes"),
+                ("MaxBurstLength", "8192"),
+            ],
+        )
+        assert answers["TargetPortalGroupTag"] == "2"
+        assert answers["HeaderDigest"] == "CRC32C"
+        r = await ini.command(0, TUR)
+        assert r.status == 2  # unit attention: power on, reset
+        r = await ini.command(0, REPORT_LUNS, read=256)
+        assert r.status == 0 and luns_of(r.data) == [0]
+        pattern = bytes(range(256)) * 128  # 32 KiB: four R2T bursts of 8 KiB
+        w = await ini.command(0, bytes.fromhex("2a00000000100000400000"), data_out=pattern)
+        assert w.status == 0
+        rd = await ini.command(0, bytes.fromhex("28000000001000004000"), read=len(pattern))
+        assert rd.status == 0 and rd.data == pattern
+        r = await ini.command(1, INQUIRY, read=96)
+        assert r.status == 0 and r.data[0] == 0x7F  # LUN 1 is not mapped to vm1
+        r = await ini.command(1, TUR)
+        assert r.status == 2 and r.sense[12:14] == b"\x25\x00"  # LU NOT SUPPORTED
+        assert (await ini.logout()).response == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_unzoned_initiator_gets_authorization_failure(config: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        _, ports = await start(config, nursery)
+        ini = await Initiator.connect(ports[0], "naa.c003ff00000000ff")
+        with pytest.raises(LoginFailed) as e:
+            await ini.login(IQN)
+        assert e.value.status == 0x0202
+        await ini.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_discovery_lists_one_target_address_per_zoned_portal(config: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        service, ports = await start(config, nursery)
+        ini = await Initiator.connect(ports[0], names(service, "vm2")[1])
+        await ini.login(None)
+        pairs = await ini.text_request([("SendTargets", "All")])
+        assert pairs[0] == ("TargetName", IQN)
+        assert [v for k, v in pairs if k == "TargetAddress"] == [
+            f"127.0.0.1:{ports[0]},1",
+            f"127.0.0.1:{ports[1]},2",
+        ]
+        nobody = await Initiator.connect(ports[0], "iqn.nobody")
+        await nobody.login(None)
+        assert await nobody.text_request([("SendTargets", "All")]) == []
+        await ini.stream.aclose()
+        await nobody.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_cli_changes_take_effect_at_once_with_unit_attention(config: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        service, ports = await start(config, nursery)
+        vm1, vm1_b = names(service, "vm1")
+        ini = await Initiator.connect(ports[0], vm1)
+        await ini.login(IQN)
+        await ini.command(0, TUR)  # consume the power-on unit attention
+        assert (await ini.command(0, TUR)).status == 0
+        cli(config, "lun", "map", "disk1", "--vm", "vm1")
+        service.reload()  # what the daemon's reloader does on notify
+        r = await ini.command(0, TUR)
+        assert r.status == 2 and r.sense[12:14] == b"\x3f\x0e"
+        r = await ini.command(0, REPORT_LUNS, read=256)
+        assert luns_of(r.data) == [0, 1]
+        # Set B (the live-migration destination) sees the same LUNs.
+        other = await Initiator.connect(ports[1], vm1_b)
+        await other.login(IQN)
+        r = await other.command(0, REPORT_LUNS, read=256)
+        assert luns_of(r.data) == [0, 1]
+        await ini.stream.aclose()
+        await other.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_bad_pdus_get_rejects_and_the_server_survives(config: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        service, ports = await start(config, nursery)
+        vm1, _ = names(service, "vm1")
+        ini = await Initiator.connect(ports[0], vm1)
+        await ini.login(IQN)
+        # A target opcode sent by an initiator: Reject "command not supported".
+        await ini.send(pdu.NopIn(1, 2, 3, 4, 5).encode())
+        rx = await ini.recv()
+        assert isinstance(rx.record, pdu.Reject) and rx.record.reason == 0x05
+        assert bytes(rx.data[:48]) == pdu.NopIn(1, 2, 3, 4, 5).encode()
+        # A data segment beyond MaxRecvDataSegmentLength ends the connection.
+        await ini.send_raw(bytes([0x00, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF]) + bytes(40))
+        with pytest.raises(EOFError):
+            while True:
+                await ini.recv()
+        again = await Initiator.connect(ports[0], vm1)
+        await again.login(IQN)
+        assert (await again.command(0, TUR)).status in (0, 2)
+        assert service.server.statistics()["logins"] >= 2
+        await ini.stream.aclose()
+        await again.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_chap_wrong_secret_is_authentication_failure(config: Path) -> None:
+    args = ["chap", "set", "--user", "host1", "--secret", "a-secret-long-enough"]
+    cli(config, *args)
+    async with trio.open_nursery() as nursery:
+        service, ports = await start(config, nursery)
+        vm1, _ = names(service, "vm1")
+        bad = await Initiator.connect(ports[0], vm1)
+        with pytest.raises(LoginFailed) as e:
+            await bad.login(IQN, chap=("host1", "wrong-secret-here"))
+        assert e.value.status == 0x0201
+        good = await Initiator.connect(ports[0], vm1)
+        await good.login(IQN, chap=("host1", "a-secret-long-enough"))
+        assert (await good.command(0, TUR)).status in (0, 2)
+        await bad.stream.aclose()
+        await good.stream.aclose()
+        nursery.cancel_scope.cancel()
+    assert (config.parent / "state" / "san" / "chap.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_san_cli_register_adds_the_commands() -> None:
+    parser = san_cli_parser()
+    for cmd in (
+        ["lun", "list"],
+        ["fabric", "show", "--json"],
+        ["vm", "attach", "x"],
+        ["zone", "list"],
+    ):
+        assert parser.parse_args(cmd).func.__module__ == san_cli.__name__
