@@ -24,6 +24,7 @@ from typing import Any
 import trio
 
 from . import verbs
+from ._groups import unwrap_single
 from .verbs import (
     Access,
     CompletionQueue,
@@ -481,13 +482,14 @@ class PyverbsDevice:
     @classmethod
     @asynccontextmanager
     async def open(cls, name: str | None = None) -> AsyncIterator[PyverbsDevice]:
-        async with trio.open_nursery() as nursery:
-            device = cls(nursery, name)
-            try:
-                yield device
-            finally:
-                nursery.cancel_scope.cancel()
-                device.ctx.close()
+        with unwrap_single():
+            async with trio.open_nursery() as nursery:
+                device = cls(nursery, name)
+                try:
+                    yield device
+                finally:
+                    nursery.cancel_scope.cancel()
+                    device.ctx.close()
 
     @property
     def name(self) -> str:

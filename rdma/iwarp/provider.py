@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager, suppress
 import trio
 
 from .. import verbs
+from .._groups import unwrap_single
 from ..verbs import (
     Access,
     CompletionQueue,
@@ -536,14 +537,15 @@ class IwarpDevice:
     @classmethod
     @asynccontextmanager
     async def open(cls, **kwargs: object) -> AsyncIterator[IwarpDevice]:
-        async with trio.open_nursery() as nursery:
-            device = cls(nursery, **kwargs)  # type: ignore[arg-type]
-            try:
-                yield device
-            finally:
-                with trio.CancelScope(shield=True):
-                    await device.aclose()
-                nursery.cancel_scope.cancel()
+        with unwrap_single():
+            async with trio.open_nursery() as nursery:
+                device = cls(nursery, **kwargs)  # type: ignore[arg-type]
+                try:
+                    yield device
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await device.aclose()
+                    nursery.cancel_scope.cancel()
 
     @property
     def name(self) -> str:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import trio
 
 from .. import verbs
+from .._groups import unwrap_single
 from ..verbs import Access, QPCap, Sge, VerbsError, WcStatus, WorkCompletion
 from . import connection as core
 from .connection import SmbDirectConfig
@@ -165,17 +166,18 @@ class SmbDirectChannel:
     @asynccontextmanager
     async def _running(self) -> AsyncIterator[None]:
         try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(self._pump)
-                nursery.start_soon(self._timer)
-                nursery.start_soon(self._watch_qp)
-                try:
-                    yield
-                finally:
-                    with trio.CancelScope(shield=True):
-                        await self._shutdown("closed by the upper layer")
-                    nursery.cancel_scope.cancel()
+            with unwrap_single():
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._pump)
+                    nursery.start_soon(self._timer)
+                    nursery.start_soon(self._watch_qp)
+                    try:
+                        yield
+                    finally:
+                        with trio.CancelScope(shield=True):
+                            await self._shutdown("closed by the upper layer")
+                        nursery.cancel_scope.cancel()
         finally:
             self._nursery = None
             self._release()

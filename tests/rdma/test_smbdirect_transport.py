@@ -396,3 +396,18 @@ async def test_concurrent_rdma_transfers_wait_for_room(
                 assert b == pattern(i, len(b))
         nursery.cancel_scope.cancel()
     assert len(server_dev.stags) == 0 and len(client_dev.stags) == 0
+
+
+async def test_exceptions_from_the_callers_body_come_back_unwrapped(
+    server_dev: IwarpDevice, client_dev: IwarpDevice
+) -> None:
+    async with trio.open_nursery() as nursery:
+        _, addr = await run_server(nursery, server_dev, Handler())
+        with pytest.raises(KeyError):
+            async with connect(client_dev, *addr):
+                raise KeyError("from the body")
+        nursery.cancel_scope.cancel()
+    with pytest.raises(KeyError):
+        async with IwarpDevice.open():
+            raise KeyError("from the body")
+    assert len(client_dev.stags) == 0
