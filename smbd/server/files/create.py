@@ -140,7 +140,7 @@ def _validate(cr: wc.CreateRequest) -> None:
 
 
 def _durable_request(req: Request, cr: wc.CreateRequest) -> DurableRequest | None:
-    """DHnQ / DH2Q ([MS-SMB2] 3.3.5.9.6, 3.3.5.9.10); reconnects are refused as unknown."""
+    """DHnQ / DH2Q ([MS-SMB2] 3.3.5.9.6, 3.3.5.9.10). Reconnects are :func:`_reconnect`'s."""
     dhnq = cr.context(wc.CTX_DURABLE_HANDLE_REQUEST)
     dh2q = cr.context(wc.CTX_DURABLE_HANDLE_REQUEST_V2)
     dhnc = cr.context(wc.CTX_DURABLE_HANDLE_RECONNECT)
@@ -149,10 +149,6 @@ def _durable_request(req: Request, cr: wc.CreateRequest) -> DurableRequest | Non
         raise SMBError(NTStatus.INVALID_PARAMETER, "DH2Q with another durable context")
     if dh2c is not None and (dhnq is not None or dhnc is not None):
         raise SMBError(NTStatus.INVALID_PARAMETER, "DH2C with another durable context")
-    if dhnc is not None or dh2c is not None:
-        # No open survives a disconnect without a handle lease, which this server has not
-        # granted unless a lease manager is installed; reconnect lookups then fail.
-        raise SMBError(NTStatus.OBJECT_NAME_NOT_FOUND, "no durable open to reconnect")
     if dh2q is not None and req.connection.dialect >= 0x0300:
         d2 = wc.parse_durable_v2_request(dh2q.data)
         timeout = min(d2.timeout or DEFAULT_DURABLE_TIMEOUT_MS, _MAX_DURABLE_TIMEOUT_MS)
@@ -179,6 +175,11 @@ async def handle_create(req: Request) -> Response:
     except BackendError as exc:
         raise SMBError(exc.status, str(exc)) from exc
     durable = _durable_request(req, cr)
+    files.scavenge()
+    dhnc = cr.context(wc.CTX_DURABLE_HANDLE_RECONNECT)
+    dh2c = cr.context(wc.CTX_DURABLE_HANDLE_RECONNECT_V2)
+    if (dhnc is not None or dh2c is not None) and durable is None:
+        return await _reconnect(req, cr, rt, dhnc, dh2c)
     lease = None
     if cr.requested_oplock_level == wc.OplockLevel.LEASE and req.connection.dialect >= 0x0210:
         rqls = cr.context(wc.CTX_REQUEST_LEASE)
@@ -366,6 +367,89 @@ async def handle_create(req: Request) -> Response:
             oplock_level=oplock_level,
             flags=0,
             create_action=result.action,
+            creation_time=st.creation_time,
+            last_access_time=st.last_access_time,
+            last_write_time=st.last_write_time,
+            change_time=st.change_time,
+            allocation_size=st.allocation_size,
+            end_of_file=st.end_of_file,
+            file_attributes=st.attributes,
+            file_id=o.file_id,
+            contexts=tuple(contexts),
+        )
+    )
+    return Response(body)
+
+
+async def _reconnect(
+    req: Request,
+    cr: wc.CreateRequest,
+    rt: ShareRuntime,
+    dhnc: wc.CreateContext | None,
+    dh2c: wc.CreateContext | None,
+) -> Response:
+    """Reclaim a disconnected durable open ([MS-SMB2] 3.3.5.9.7 DHnC, 3.3.5.9.12 DH2C).
+    Every mismatch is OBJECT_NAME_NOT_FOUND, as the spec says, so that a client cannot
+    probe other clients' opens."""
+    session, tree = session_tree(req)
+    files = files_of(req)
+    if dh2c is not None:
+        r2 = wc.parse_durable_v2_reconnect(dh2c.data)
+        persistent, create_guid = r2.file_id[0], r2.create_guid
+    else:
+        assert dhnc is not None
+        persistent, create_guid = wc.parse_durable_reconnect(dhnc.data)[0], None
+    o = files.by_persistent.get(persistent)
+    rqls = cr.context(wc.CTX_REQUEST_LEASE)
+    lease = wc.parse_lease(rqls.data) if rqls is not None else None
+    if (
+        o is None
+        or not o.is_durable
+        or o.file.runtime is not rt
+        or (create_guid is not None and o.create_guid != create_guid)
+        or (o.lease_key is not None and (lease is None or lease.key != o.lease_key))
+        or (o.lease_key is not None and o.client_guid != req.connection.client_guid)
+    ):
+        raise SMBError(NTStatus.OBJECT_NAME_NOT_FOUND, "no durable open to reconnect")
+    if o.disconnected_at is None:
+        raise SMBError(NTStatus.OBJECT_NAME_NOT_FOUND, "the open is still connected")
+    if o.user != session.user:
+        raise SMBError(NTStatus.ACCESS_DENIED, "durable open of another user")
+    files.reattach(o, session=session, tree=tree, connection=req.connection)
+    with smb_errors():
+        st = await rt.backend.stat(o.handle)
+    contexts: list[tuple[bytes, bytes]] = []
+    if lease is not None and o.lease_key is not None:
+        contexts.append(
+            (
+                wc.CTX_REQUEST_LEASE,
+                wc.pack_lease(
+                    wc.Lease(lease.key, o.lease_state, 0, 0, lease.parent_key, 0, lease.version)
+                ),
+            )
+        )
+    if dh2c is not None:
+        flags = wc.DurableV2Flags.PERSISTENT if o.is_persistent else 0
+        contexts.append(
+            (
+                wc.CTX_DURABLE_HANDLE_REQUEST_V2,
+                wc.pack_durable_v2_response(o.durable_timeout_ms, flags),
+            )
+        )
+    req.set_related_file_id(o.file_id)
+    rt.ops += 1
+    log.info(
+        "durable reconnect of %s\\%s",
+        rt.name,
+        o.file.path,
+        extra={"session": session.session_id, "tree": tree.tree_id, "open": o.volatile_id},
+    )
+    body: list[Buffer] = []
+    body += wc.pack_create_response(
+        wc.CreateResponse(
+            oplock_level=o.oplock_level,
+            flags=0,
+            create_action=CreateAction.OPENED,
             creation_time=st.creation_time,
             last_access_time=st.last_access_time,
             last_write_time=st.last_write_time,

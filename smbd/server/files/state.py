@@ -210,6 +210,7 @@ class FileServerState:
         self._next_volatile = itertools.count(int.from_bytes(rng(2), "little") << 16 | 1)
         self._next_persistent = itertools.count(int.from_bytes(rng(4), "little") << 24 | 1)
         self._per_session: dict[int, int] = {}
+        self.disconnected: set[Open] = set()  # durable opens waiting for a reconnect
         self.oplocks: OplockHook | None = None
         self.locks: LockHook | None = None
         self.notify: NotifyHook | None = None
@@ -374,11 +375,9 @@ class FileServerState:
         self.opens.pop(o.volatile_id, None)
         if self.by_persistent.get(o.persistent_id) is o:
             del self.by_persistent[o.persistent_id]
-        n = self._per_session.get(o.session_id, 0) - 1
-        if n > 0:
-            self._per_session[o.session_id] = n
-        else:
-            self._per_session.pop(o.session_id, None)
+        if o.disconnected_at is None:
+            self._count_session(o.session_id, -1)
+        self.disconnected.discard(o)
         for hook in (self.oplocks, self.locks, self.notify):
             if hook is not None:
                 try:
@@ -474,16 +473,39 @@ class FileServerState:
         for o in opens:
             if o.is_durable and o.disconnected_at is None:
                 o.disconnected_at = now
+                self.disconnected.add(o)
+                self._count_session(o.session_id, -1)
             elif not o.is_durable:
                 closing.append(o)
         self._close_now(closing)
 
+    def reattach(
+        self, o: Open, *, session: Session, tree: TreeConnect, connection: Connection
+    ) -> None:
+        """A durable open reclaimed by a reconnect (DHnC / DH2C) joins its new session."""
+        self.disconnected.discard(o)
+        o.disconnected_at = None
+        o.session_id = session.session_id
+        o.tree_id = tree.tree_id
+        o.connection_id = connection.conn_id
+        o.client_guid = connection.client_guid
+        self._count_session(session.session_id, +1)
+
+    def _count_session(self, session_id: int, delta: int) -> None:
+        n = self._per_session.get(session_id, 0) + delta
+        if n > 0:
+            self._per_session[session_id] = n
+        else:
+            self._per_session.pop(session_id, None)
+
     def scavenge(self) -> int:
         """Close disconnected durable opens whose timeout passed; returns how many."""
+        if not self.disconnected:
+            return 0
         now = self.clock()
         expired = [
             o
-            for o in self.opens.values()
+            for o in self.disconnected
             if o.disconnected_at is not None
             and now - o.disconnected_at
             >= (o.durable_timeout_ms or DEFAULT_DURABLE_TIMEOUT_MS) / 1000

@@ -357,3 +357,54 @@ async def test_write_through_and_flush(root: Path) -> None:
     assert await c.status_of(Command.FLUSH, struct.pack("<HHIQQ", 24, 0, 0, *ro.file_id)) == (
         NTStatus.ACCESS_DENIED
     )
+
+
+async def test_durable_v2_reconnect(root: Path) -> None:
+    """[MS-SMB2] 3.3.5.9.10 / 3.3.5.9.12: a durable open survives its session and is
+    reclaimed by DH2C with the same CreateGuid; anything else does not find it."""
+    files, share = make_state(root, continuous_availability=True)
+    a = Client(files, share)
+    guid = os.urandom(16)
+    dh2q = wc.pack_durable_v2_request(wc.DurableV2Request(0, wc.DurableV2Flags.PERSISTENT, guid))
+    r = await a.create(
+        "vm.vhdx", disposition=D.CREATE, contexts=((wc.CTX_DURABLE_HANDLE_REQUEST_V2, dh2q),)
+    )
+    timeout, flags = wc.parse_durable_v2_response(
+        dict(r.contexts)[wc.CTX_DURABLE_HANDLE_REQUEST_V2]
+    )
+    assert flags == wc.DurableV2Flags.PERSISTENT and timeout == 60_000
+    await a.write(r.file_id, 0, b"disk")
+    files.connection_lost(a.conn)
+    assert files.open_list()[0]["durable"] is True
+    b = Client(files, share)
+    assert await b.status_of(Command.READ, _read_body(r.file_id, 0, 4)) == NTStatus.FILE_CLOSED
+    bad = wc.pack_durable_v2_reconnect(wc.DurableV2Reconnect(r.file_id, os.urandom(16), 0))
+    assert (
+        await b.create_status("vm.vhdx", contexts=((wc.CTX_DURABLE_HANDLE_RECONNECT_V2, bad),))
+        == NTStatus.OBJECT_NAME_NOT_FOUND
+    )
+    good = wc.pack_durable_v2_reconnect(wc.DurableV2Reconnect(r.file_id, guid, 0))
+    r2 = await b.create("vm.vhdx", contexts=((wc.CTX_DURABLE_HANDLE_RECONNECT_V2, good),))
+    assert r2.file_id == r.file_id and r2.create_action == wc.CreateAction.OPENED
+    assert await b.read(r.file_id, 0, 4) == b"disk"
+    # a reconnected open cannot be reclaimed twice, and goes away after its timeout
+    assert (
+        await b.create_status("vm.vhdx", contexts=((wc.CTX_DURABLE_HANDLE_RECONNECT_V2, good),))
+        == NTStatus.OBJECT_NAME_NOT_FOUND
+    )
+    files.close_session(b.session)
+    assert files.scavenge() == 0
+    files.clock = lambda: 61.0
+    assert files.scavenge() == 1
+    assert files.open_list() == []
+
+
+async def test_durable_request_without_handle_caching_is_not_granted(root: Path) -> None:
+    files, share = make_state(root)
+    c = Client(files, share)
+    r = await c.create(
+        "f", disposition=D.CREATE, contexts=((wc.CTX_DURABLE_HANDLE_REQUEST, bytes(16)),)
+    )
+    assert wc.CTX_DURABLE_HANDLE_REQUEST not in dict(r.contexts)
+    files.connection_lost(c.conn)
+    assert files.open_list() == []
