@@ -225,21 +225,36 @@ def _families() -> list[str]:
     return fams
 
 
+_VERDICT = re.compile(r"(?:^|\.\.\.|\s)(passed|FAILED)(?=\s|$)")
+
+
 def parse_cunit(text: str, family: str) -> dict[str, str]:
-    """Per-test status from one iscsi-test-cu run: PASS, FAIL or SKIP."""
+    """Per-test status from one iscsi-test-cu run: PASS, FAIL or SKIP.
+
+    CUnit prints ``Test: NAME ...`` then the test's log lines and its verdict (``passed`` or
+    ``FAILED``, possibly on a later line); ``[FAILED]`` in brackets is a log line of the
+    test tool (an expected failure, or its own teardown), not the verdict.
+    """
     result: dict[str, str] = {}
     current = None
+    decided = False
     for line in text.splitlines():
         m = re.search(r"Test: (\S+) \.\.\.", line)
         if m:
-            current = f"{family}.{m.group(1)}"
-            result[current] = "PASS"
+            current, decided = f"{family}.{m.group(1)}", False
+            result[current] = "FAIL"
+            line = line[m.end() - 3 :]
         if current is None:
             continue
-        if "FAILED" in line:
-            result[current] = "FAIL"
-        elif "[SKIPPED]" in line and result[current] == "PASS":
+        if "[SKIPPED]" in line and not decided:
             result[current] = "SKIP"
+        v = _VERDICT.search(line)
+        if v and not decided:
+            decided = True
+            if v.group(1) == "FAILED":
+                result[current] = "FAIL"
+            elif result[current] != "SKIP":
+                result[current] = "PASS"
     return result
 
 

@@ -416,8 +416,9 @@ class Connection:
             return
         if cmd.itt == RESERVED_TAG or cmd.itt in self.tasks:
             raise PduError(RejectReason.INVALID_PDU_FIELD, f"ITT {cmd.itt:#x} in use or reserved")
-        if not cmd.final:
-            raise PduError(RejectReason.PROTOCOL_ERROR, "SCSI command without the F bit")
+        if not cmd.final and not (cmd.write and not self.params.initial_r2t):
+            # F=0 announces unsolicited Data-Out (RFC 7143 11.3.1), allowed only then.
+            raise PduError(RejectReason.PROTOCOL_ERROR, "F=0 without unsolicited data allowed")
         cdb = cmd.cdb
         if rx.ahs:
             cdb = self._extended_cdb(cdb, rx.ahs)
@@ -472,11 +473,11 @@ class Connection:
             self.buffered += reserve
             task.want = want
         if task.write:
-            # The initiator sends unsolicited data regardless of what we need.
-            unsol = cmd.data_length
-            if not self.params.initial_r2t:
-                unsol = min(task.edtl, self.params.first_burst)
-            task.unsol_end = max(unsol, cmd.data_length)
+            # The initiator sends unsolicited data regardless of what we need: immediate
+            # data, and with F=0 Data-Out PDUs up to FirstBurstLength (RFC 7143 11.3.1).
+            task.unsol_end = cmd.data_length
+            if not cmd.final:
+                task.unsol_end = max(min(task.edtl, self.params.first_burst), cmd.data_length)
             task.unsol_done = task.unsol_end == cmd.data_length
             if task.want:
                 task.buffer = bytearray(task.want)

@@ -154,6 +154,7 @@ class Initiator:
             cdb.ljust(16, b"\0"),
             read=bool(read),
             write=write,
+            final=not (write and not self.initial_r2t and len(imm) < min(self.first_burst, edtl)),
             data_length=len(imm),
         )
         self.cmdsn += 1

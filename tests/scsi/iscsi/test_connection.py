@@ -121,7 +121,7 @@ def test_rfc7143_11_4_5_1_write_with_small_edtl_is_overflow() -> None:
 
 def test_rfc7143_4_2_5_immediate_unsolicited_then_r2t() -> None:
     c = make(initial_r2t=False)
-    c.receive(rx(cmd(1, 100, WRITE10_8, 4096, data_length=512), b"a" * 512))
+    c.receive(rx(cmd(1, 100, WRITE10_8, 4096, data_length=512, final=False), b"a" * 512))
     c.receive(rx(pdu.DataOut(1, 0xFFFFFFFF, 0, 512, 50, True, data_length=512), b"b" * 512))
     (r2t,) = sent(c)
     assert isinstance(r2t, pdu.R2T)
@@ -151,9 +151,16 @@ def test_rfc7143_11_7_4_wrong_datasn_is_rejected_and_the_task_dropped() -> None:
     assert c.tasks == {}
 
 
+def test_rfc7143_11_3_1_f_bit_set_means_no_unsolicited_data_follows() -> None:
+    c = make(initial_r2t=False)
+    c.receive(rx(cmd(1, 100, WRITE10_8, 4096, data_length=512), b"a" * 512))
+    (r2t,) = sent(c)
+    assert isinstance(r2t, pdu.R2T) and r2t.offset == 512
+
+
 def test_rfc7143_4_2_5_data_beyond_the_burst_is_a_protocol_error() -> None:
     c = make(initial_r2t=False)
-    c.receive(rx(cmd(1, 100, WRITE10_8, 4096)))
+    c.receive(rx(cmd(1, 100, WRITE10_8, 4096, final=False)))
     c.receive(rx(pdu.DataOut(1, 0xFFFFFFFF, 0, 0, 50, True, data_length=2048), bytes(2048)))
     (rej,) = sent(c)
     assert isinstance(rej, pdu.Reject) and rej.reason == 0x04
