@@ -149,6 +149,8 @@ def _durable_request(req: Request, cr: wc.CreateRequest) -> DurableRequest | Non
         raise SMBError(NTStatus.INVALID_PARAMETER, "DH2Q with another durable context")
     if dh2c is not None and (dhnq is not None or dhnc is not None):
         raise SMBError(NTStatus.INVALID_PARAMETER, "DH2C with another durable context")
+    if dhnc is not None or dh2c is not None:
+        return None  # a reconnect; a DHnQ beside DHnC is ignored (3.3.5.9.7)
     if dh2q is not None and req.connection.dialect >= 0x0300:
         d2 = wc.parse_durable_v2_request(dh2q.data)
         timeout = min(d2.timeout or DEFAULT_DURABLE_TIMEOUT_MS, _MAX_DURABLE_TIMEOUT_MS)
@@ -164,22 +166,24 @@ def _durable_request(req: Request, cr: wc.CreateRequest) -> DurableRequest | Non
 async def handle_create(req: Request) -> Response:
     session, tree = session_tree(req)
     cr = wc.parse_create_request(req.body)
-    _validate(cr)
     if tree.share is None:  # IPC$: no named pipes (srvsvc/wkssvc) are served yet
+        _validate(cr)
         raise SMBError(NTStatus.OBJECT_NAME_NOT_FOUND, f"pipe {cr.name!r}")
     wc.check_no_duplicates(cr.contexts)
     files = files_of(req)
     rt = files.runtime(tree.share)
-    try:
-        comps = split_path(cr.name)
-    except BackendError as exc:
-        raise SMBError(exc.status, str(exc)) from exc
     durable = _durable_request(req, cr)
     files.scavenge()
     dhnc = cr.context(wc.CTX_DURABLE_HANDLE_RECONNECT)
     dh2c = cr.context(wc.CTX_DURABLE_HANDLE_RECONNECT_V2)
     if (dhnc is not None or dh2c is not None) and durable is None:
+        # a reconnect ignores the other fields ([MS-SMB2] 3.3.5.9.7: clients send zeros)
         return await _reconnect(req, cr, rt, dhnc, dh2c)
+    _validate(cr)
+    try:
+        comps = split_path(cr.name)
+    except BackendError as exc:
+        raise SMBError(exc.status, str(exc)) from exc
     lease = None
     if cr.requested_oplock_level == wc.OplockLevel.LEASE and req.connection.dialect >= 0x0210:
         rqls = cr.context(wc.CTX_REQUEST_LEASE)
@@ -206,6 +210,29 @@ async def handle_create(req: Request) -> Response:
     )
     now_ns = int(req.server.wall_clock() * 1e9) if hasattr(req.server, "wall_clock") else 0
 
+    # [MS-SMB2] 3.3.5.9.13: an open with this AppInstanceId from another client (a VM
+    # failing over to another cluster node) is closed, without a break, to make room.
+    app_ctx = cr.context(wc.CTX_APP_INSTANCE_ID)
+    app_instance = wc.parse_app_instance_id(app_ctx.data) if app_ctx is not None else None
+    if app_instance is not None and app_instance != bytes(16):
+        for old in [
+            x
+            for x in files.opens.values()
+            if x.extra.get("app_instance") == app_instance
+            and x.file.runtime is rt
+            and x.file.components == comps
+            and x.client_guid != req.connection.client_guid
+        ]:
+            await files.close(old)
+    # A disconnected durable open cannot take the break a new open of its file needs:
+    # Windows closes it (a delete-on-close one takes the file with it). Persistent opens
+    # stay: their client will be back.
+    for stale in [
+        x
+        for x in files.disconnected
+        if x.file.runtime is rt and x.file.components == comps and not x.is_persistent
+    ]:
+        await files.close(stale)
     with smb_errors():
         try:
             result, st = await rt.backend.run(
@@ -298,6 +325,8 @@ async def handle_create(req: Request) -> Response:
         raise
 
     o.durable_request = durable
+    if app_instance is not None:
+        o.extra["app_instance"] = app_instance
     o.create_guid = durable.create_guid if durable is not None else b""
     oplock_level = wc.OplockLevel.NONE
     lease_blob: bytes | None = None
@@ -326,7 +355,7 @@ async def handle_create(req: Request) -> Response:
         )
         if durable.persistent and tree.share.continuous_availability:
             grant_durable = True
-        if grant_durable and not o.delete_on_close:
+        if grant_durable:
             o.is_durable = True
             o.durable_timeout_ms = durable.timeout_ms
             if durable.version == 1:
@@ -381,6 +410,12 @@ async def handle_create(req: Request) -> Response:
     return Response(body)
 
 
+def _v1_leased(o: Open) -> bool:
+    """A DHnQ open with a lease: a DH2C may reclaim it, the lease key standing in for the
+    CreateGuid it never had (Windows does; smbtorture durable-open.reopen2-lease)."""
+    return not o.create_guid and o.lease_key is not None
+
+
 async def _reconnect(
     req: Request,
     cr: wc.CreateRequest,
@@ -406,13 +441,16 @@ async def _reconnect(
         o is None
         or not o.is_durable
         or o.file.runtime is not rt
-        or (create_guid is not None and o.create_guid != create_guid)
+        or (create_guid is not None and o.create_guid != create_guid and not _v1_leased(o))
         or (o.lease_key is not None and (lease is None or lease.key != o.lease_key))
         or (o.lease_key is not None and o.client_guid != req.connection.client_guid)
     ):
         raise SMBError(NTStatus.OBJECT_NAME_NOT_FOUND, "no durable open to reconnect")
     if o.disconnected_at is None:
         raise SMBError(NTStatus.OBJECT_NAME_NOT_FOUND, "the open is still connected")
+    if o.lease_key is not None and cr.name != o.file.path:
+        # Windows checks the name of leased opens only (smbtorture durable-open.reopen2-lease)
+        raise SMBError(NTStatus.INVALID_PARAMETER, "reconnect names another file")
     if o.user != session.user:
         raise SMBError(NTStatus.ACCESS_DENIED, "durable open of another user")
     files.reattach(o, session=session, tree=tree, connection=req.connection)
@@ -426,14 +464,6 @@ async def _reconnect(
                 wc.pack_lease(
                     wc.Lease(lease.key, o.lease_state, 0, 0, lease.parent_key, 0, lease.version)
                 ),
-            )
-        )
-    if dh2c is not None:
-        flags = wc.DurableV2Flags.PERSISTENT if o.is_persistent else 0
-        contexts.append(
-            (
-                wc.CTX_DURABLE_HANDLE_REQUEST_V2,
-                wc.pack_durable_v2_response(o.durable_timeout_ms, flags),
             )
         )
     req.set_related_file_id(o.file_id)

@@ -408,3 +408,18 @@ async def test_durable_request_without_handle_caching_is_not_granted(root: Path)
     assert wc.CTX_DURABLE_HANDLE_REQUEST not in dict(r.contexts)
     files.connection_lost(c.conn)
     assert files.open_list() == []
+
+
+async def test_app_instance_id_closes_the_other_clients_open(root: Path) -> None:
+    """[MS-SMB2] 3.3.5.9.13: a VM failing over to another node opens its disk with the same
+    AppInstanceId; the old node's open is closed so the new one is not refused."""
+    files, share = make_state(root)
+    a, b = Client(files, share), Client(files, share)
+    a.conn.client_guid, b.conn.client_guid = os.urandom(16), os.urandom(16)
+    app = struct.pack("<HH16s", 20, 0, os.urandom(16))
+    ctx = ((wc.CTX_APP_INSTANCE_ID, app),)
+    ra = await a.create("vm.vhdx", disposition=D.CREATE, share=0, contexts=ctx)
+    assert await b.create_status("vm.vhdx", share=0) == NTStatus.SHARING_VIOLATION
+    rb = await b.create("vm.vhdx", share=0, contexts=ctx)
+    assert await a.status_of(Command.READ, _read_body(ra.file_id, 0, 1)) == NTStatus.FILE_CLOSED
+    await b.close(rb.file_id)
