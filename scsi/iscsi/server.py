@@ -428,6 +428,8 @@ class IscsiServer:
                 result = await self.target.execute(
                     s.nexus, task.lun_id, task.cdb, task.data_out, expected_in=task.edtl
                 )
+                if scope.cancel_called:
+                    return  # aborted while the backend finished: no response (SAM-5 7.2)
                 s.conn.complete(task, result)
                 await self._flush(io, s.conn)
         except _GONE:
