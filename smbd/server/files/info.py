@@ -13,6 +13,7 @@ import struct
 import zlib
 
 from smbd.backend import BackendError, FileAttributes, FileStat, split_path
+from smbd.server.files import security
 from smbd.server.files.common import (
     DELETE,
     FILE_APPEND_DATA,
@@ -31,6 +32,7 @@ from smbd.server.files.opens import Open
 from smbd.server.request import Request, Response, SMBError
 from smbd.wire import fscc
 from smbd.wire import info as wi
+from smbd.wire.errors import ParseError
 from smbd.wire.status import NTStatus
 
 __all__ = ["handle_query_info", "handle_set_info"]
@@ -262,25 +264,24 @@ async def _query_fs(req: Request, o: Open, q: wi.QueryInfoRequest) -> Response:
     return _fit(data, _FS_FIXED[F(cls)], q.output_buffer_length)
 
 
-# Owner and group as Samba shows Unix accounts (S-1-22-1-uid / S-1-22-2-gid) would need
-# the uid; the share is served as one user, so the well-known Administrators/Users stand in.
-_OWNER_SID = "S-1-5-32-544"
-_GROUP_SID = "S-1-5-32-545"
-
-
 async def _query_security(req: Request, o: Open, q: wi.QueryInfoRequest) -> Response:
     require(o, READ_CONTROL)
-    sd = fscc.build_security_descriptor(
-        _OWNER_SID,
-        _GROUP_SID,
-        access_mask=0x001F01FF if not o.file.runtime.read_only else 0x001200A9,
-        security_information=q.additional_information & 0x7,
-    )
-    if len(sd) > q.output_buffer_length:
+    rt = o.file.runtime
+    with smb_errors():
+        blob = await rt.backend.run(rt.backend.get_sd_sync, o.handle)
+    sd = security.default_descriptor()
+    if blob is not None:
+        try:
+            sd = security.parse(blob)
+        except ParseError:
+            log.warning("unreadable stored security descriptor of %s", o.file.path)
+    # the SACL needs ACCESS_SYSTEM_SECURITY, which no open is granted: never returned
+    out = security.pack(sd, q.additional_information & 0x7)
+    if len(out) > q.output_buffer_length:
         raise SMBError(
-            NTStatus.BUFFER_TOO_SMALL, "security descriptor", error_data=struct.pack("<I", len(sd))
+            NTStatus.BUFFER_TOO_SMALL, "security descriptor", error_data=struct.pack("<I", len(out))
         )
-    return Response(wi.pack_query_info_response(sd))
+    return Response(wi.pack_query_info_response(out))
 
 
 async def handle_query_info(req: Request) -> Response:
@@ -358,6 +359,8 @@ async def _set_rename(req: Request, o: Open, buf: memoryview, ex: bool) -> None:
         return
     if o.is_dir and files.has_open_below(rt, old):
         raise SMBError(NTStatus.ACCESS_DENIED, "directory has open files below it")
+    if files.oplocks is not None:
+        await files.oplocks.break_handle_caching(req, o)
     with smb_errors():
         existing = await rt.backend.run(rt.backend.target_exists_sync, target)
     if existing is not None and existing != o.file.key:
@@ -458,16 +461,29 @@ async def _set_file(req: Request, o: Open, s: wi.SetInfoRequest) -> None:
 
 
 async def _set_security(o: Open, s: wi.SetInfoRequest) -> None:
-    """Descriptors are checked but not stored: the share serves one Unix account, and the
-    DACL it reports already grants what the share allows."""
+    """Store the parts the request names ([MS-SMB2] 3.3.5.21.3), merged into what the file
+    has; CREATE enforces the DACL from then on."""
+    parts = s.additional_information & 0x7
     need = 0
-    if s.additional_information & 0x3:
+    if parts & 0x3:
         need |= WRITE_OWNER
-    if s.additional_information & 0x4:
+    if parts & 0x4:
         need |= WRITE_DAC
     if need:
         require(o, need)
-    fscc.parse_security_descriptor(s.buffer)
+    new = security.parse(s.buffer)
+    rt = o.file.runtime
+    with smb_errors():
+        blob = await rt.backend.run(rt.backend.get_sd_sync, o.handle)
+    old = security.default_descriptor()
+    if blob is not None:
+        try:
+            old = security.parse(blob)
+        except ParseError:
+            log.warning("unreadable stored security descriptor of %s", o.file.path)
+    merged = security.pack(security.merge(old, new, parts))
+    with smb_errors():
+        await rt.backend.run(rt.backend.set_sd_sync, o.handle, merged)
 
 
 async def handle_set_info(req: Request) -> Response:

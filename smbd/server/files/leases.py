@@ -328,9 +328,18 @@ class LeaseManager:
         return delay, out
 
     def _lease_break(
-        self, lease: Lease, route: tuple[int, int], current: int, new: int, flags: int
+        self,
+        lease: Lease,
+        route: tuple[int, int],
+        current: int,
+        new: int,
+        flags: int,
+        *,
+        new_epoch: bool = True,
     ) -> _Break:
-        if lease.version == 2:
+        """The notification; a v2 lease's epoch moves on with each new break (not with the
+        further steps of a break an acknowledgement continues)."""
+        if lease.version == 2 and new_epoch:
             lease.epoch = (lease.epoch + 1) & 0xFFFF
         body = wo.pack_lease_break_notification(
             wo.LeaseBreakNotification(
@@ -556,6 +565,54 @@ class LeaseManager:
         self._set_lease_state(existing, existing.state)
         return existing.response()
 
+    # -- handle caching breaks (rename) ------------------------------------------------------
+
+    async def break_handle_caching(self, req: Request, o: Open) -> None:
+        """Before renaming the file of ``o`` ([MS-FSA] 2.1.5.14.11): other leases lose
+        handle caching and the rename waits (async) for their acknowledgements or the
+        timer, so their holders can close cached handles first."""
+        file = o.file
+        if len(file.opens) < 2:
+            return
+        self.server = req.server
+        first = True
+        while True:
+            now = trio.current_time()
+            self._expire(file, now)
+            changed = self._fstate(file).changed
+            breaks: list[_Break] = []
+            delay = False
+            leases, _ = self._other_holders(file, o.client_guid, o.lease_key)
+            for lease in leases:
+                if not lease.state & H:
+                    if lease.breaking and not first:
+                        delay = True
+                    continue
+                if lease.breaking:
+                    lease.breaking_to_required &= ~H
+                    delay = True
+                    continue
+                route = self._lease_route(lease)
+                to = lease.state & ~H
+                if route is None:
+                    self._set_lease_state(lease, to)
+                    continue
+                lease.breaking = True
+                lease.breaking_to_requested = lease.breaking_to_required = to
+                lease.break_started = now
+                breaks.append(self._lease_break(lease, route, lease.state, to, _ACK_REQUIRED))
+                delay = True
+            first = False
+            if breaks:
+                await self._send(breaks)
+            if not delay:
+                return
+            if not req.is_async:
+                await req.go_async()
+            wait = self._expire(file, trio.current_time())
+            with trio.move_on_after(self.timeout if wait == math.inf else wait):
+                await changed.wait()
+
     # -- read caching breaks (WRITE, LOCK, SET_INFO end of file) -----------------------------
 
     async def break_read_caching(self, req: Request, o: Open) -> None:
@@ -625,11 +682,11 @@ class LeaseManager:
                 lease.breaking = True
                 lease.breaking_to_requested = to
                 lease.break_started = trio.current_time()
-                out.append(self._lease_break(lease, route, old, to, _ACK_REQUIRED))
+                out.append(self._lease_break(lease, route, old, to, _ACK_REQUIRED, new_epoch=False))
             else:
                 self._set_lease_state(lease, to)
                 if route is not None:
-                    out.append(self._lease_break(lease, route, old, to, 0))
+                    out.append(self._lease_break(lease, route, old, to, 0, new_epoch=False))
         self._wake(lease.file)
         return lease, out
 

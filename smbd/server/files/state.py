@@ -114,6 +114,11 @@ class OplockHook(Protocol):
 
     def on_close(self, open_: Open) -> None: ...
 
+    async def break_handle_caching(self, req: Request, open_: Open) -> None:
+        """Before a rename through ``open_``: other leases lose handle caching; waits for
+        their acknowledgements (may go async)."""
+        ...
+
     async def break_read_caching(self, req: Request, open_: Open) -> None:
         """Before a write, byte-range lock or size change through ``open_``: other leases
         lose read caching, other LEVEL_II oplocks break to NONE (no waiting)."""
