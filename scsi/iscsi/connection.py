@@ -264,6 +264,42 @@ class Connection:
             if e.fatal:
                 self._close(str(e))
 
+    def data_destination(self, bhs: bytes | bytearray) -> memoryview | None:
+        """Where the data of a Data-Out PDU goes, when it is valid and in order: a slice of
+        its task's buffer, so the driver can receive it there without a copy. None means
+        "receive it into a buffer of its own" (the PDU is then checked as usual)."""
+        if bhs[0] & 0x3F != pdu.Opcode.DATA_OUT or bhs[4]:
+            return None
+        d = pdu.DataOut.decode(bhs)
+        task = self.tasks.get(d.itt)
+        if task is None or task.buffer is None or task.state is not TaskState.RECEIVING:
+            return None
+        if d.offset != task.filled:
+            return None
+        if d.ttt == RESERVED_TAG:
+            if task.unsol_done or d.datasn != task.unsol_datasn:
+                return None
+            end = task.unsol_end
+        else:
+            seq = task.outstanding.get(d.ttt)
+            if seq is None or d.datasn != seq[2]:
+                return None
+            end = seq[1]
+        if d.offset + d.data_length > min(end, task.want):
+            return None
+        return memoryview(task.buffer)[d.offset : d.offset + d.data_length]
+
+    def drop_task_of(self, header: bytes) -> None:
+        """A command or Data-Out PDU was rejected before decoding (a data digest error):
+        at ERL 0 its task cannot complete, so it is dropped (the initiator fails it)."""
+        if len(header) < pdu.BHS_LENGTH:
+            return
+        if header[0] & 0x3F not in (pdu.Opcode.DATA_OUT, pdu.Opcode.SCSI_COMMAND):
+            return
+        task = self.tasks.get(int.from_bytes(header[16:20], "big"))
+        if task is not None and task.state is TaskState.RECEIVING:
+            self._finish(task)
+
     def reject(self, reason: int, header: bytes, why: str) -> None:
         self.stats.rejects += 1
         self.log.warning("reject %#04x: %s", reason, why, extra=self.extra)
@@ -492,7 +528,8 @@ class Connection:
         self.stats.bytes_out += n
         if task.buffer is not None and offset < task.want:
             end = min(offset + n, task.want)
-            task.buffer[offset:end] = data[: end - offset]
+            if data.obj is not task.buffer:  # not received in place (data_destination)
+                task.buffer[offset:end] = data[: end - offset]
             task.filled = end
 
     def _maybe_ready(self, task: Task) -> None:

@@ -83,19 +83,39 @@ class Framer:
     def finish(self, bhs: memoryview | bytes | bytearray, rest: memoryview) -> Received:
         """Check digests and decode. Raises :class:`PduError` (or DigestError)."""
         ahs_len, dsl = pdu.lengths(bhs)
+        head = ahs_len + (4 if self.header_digest else 0)
+        padded = dsl + pdu.pad4(dsl)
+        return self.finish_parts(
+            bhs, rest[:head], rest[head : head + dsl], rest[head + dsl : head + padded + 4]
+        )
+
+    def split(self, bhs: memoryview | bytes | bytearray) -> tuple[int, int, int]:
+        """Sizes of the three parts after the BHS: (AHS + header digest, data, padding +
+        data digest), so a driver can receive the data straight into its destination."""
+        ahs_len, dsl = pdu.lengths(bhs)
+        head = ahs_len + (4 if self.header_digest else 0)
+        tail = pdu.pad4(dsl) + (4 if self.data_digest and dsl else 0)
+        return head, dsl, tail
+
+    def finish_parts(
+        self,
+        bhs: memoryview | bytes | bytearray,
+        head: memoryview,
+        data: memoryview,
+        tail: memoryview,
+    ) -> Received:
+        """:meth:`finish` for a PDU received in parts (see :meth:`split`)."""
+        ahs_len, dsl = pdu.lengths(bhs)
         header = bytes(bhs[: pdu.BHS_LENGTH])
-        pos = ahs_len
-        ahs = rest[:ahs_len]
+        ahs = head[:ahs_len]
         if self.header_digest:
-            (got,) = _DIGEST.unpack_from(rest, pos)
+            (got,) = _DIGEST.unpack_from(head, ahs_len)
             if got != crc(ahs, crc(header)):
                 raise DigestError(RejectReason.PROTOCOL_ERROR, "header digest error", fatal=True)
-            pos += 4
-        padded = dsl + pdu.pad4(dsl)
-        data = rest[pos : pos + dsl]
         if self.data_digest and dsl:
-            (got,) = _DIGEST.unpack_from(rest, pos + padded)
-            if got != crc(rest[pos : pos + padded]):
+            pad = -dsl & 3
+            (got,) = _DIGEST.unpack_from(tail, pad)
+            if got != crc(tail[:pad], crc(data)):
                 raise DigestError(RejectReason.DATA_DIGEST_ERROR, "data digest error")
         record = pdu.decode(header, allowed=self.allowed)
         return Received(record, header, ahs, data)

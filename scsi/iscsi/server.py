@@ -353,11 +353,21 @@ class IscsiServer:
             session = Session(result.tsih, result, portal, peer, conn, nexus, cancel)
             self.sessions[result.tsih] = session
             self.log.info(
-                "%s session %d for %s from %s",
+                "%s session %d for %s from %s (MaxRecvDSL %d/%d, bursts %d/%d, "
+                "ImmediateData %s, InitialR2T %s, MaxOutstandingR2T %d, digests %s/%s)",
                 "discovery" if result.discovery else "normal",
                 result.tsih,
                 result.initiator_name,
                 peer,
+                p.max_recv_data,
+                p.max_send_data,
+                p.first_burst,
+                p.max_burst,
+                p.immediate_data,
+                p.initial_r2t,
+                p.max_outstanding_r2t,
+                p.header_digest,
+                p.data_digest,
                 extra=extra,
             )
             try:
@@ -390,9 +400,11 @@ class IscsiServer:
         framer = conn.framer
         while True:
             try:
-                rx = await io.receive(framer)
+                rx = await io.receive(framer, conn.data_destination)
             except PduError as e:
-                conn.reject(e.reason, e.header if isinstance(e, _FramedError) else b"", str(e))
+                header = e.header if isinstance(e, _FramedError) else b""
+                conn.reject(e.reason, header, str(e))
+                conn.drop_task_of(header)
                 await self._flush(io, conn)
                 if e.fatal:
                     s.cancel.cancel()
@@ -552,18 +564,33 @@ class _SocketIO:
             self._start += k
             pos += k
 
-    async def receive(self, framer: Framer) -> Received:
+    async def receive(
+        self,
+        framer: Framer,
+        destination: Callable[[bytearray], memoryview | None] | None = None,
+    ) -> Received:
+        """One PDU. ``destination`` may place a large data segment straight where it
+        belongs (a write buffer) instead of a buffer of its own."""
         header = bytearray(pdu.BHS_LENGTH)
         await self.read_into(memoryview(header))
         try:
             size = framer.rest_size(header)
         except PduError as e:
             raise _FramedError(e, bytes(header)) from None
-        rest = bytearray(size)
-        if size:
-            await self.read_into(memoryview(rest))
+        head, dsl, tail = framer.split(header)
+        dest = destination(header) if destination is not None and dsl >= 16384 else None
         try:
-            return framer.finish(header, memoryview(rest))
+            if dest is None:
+                rest = bytearray(size)
+                if size:
+                    await self.read_into(memoryview(rest))
+                return framer.finish(header, memoryview(rest))
+            small = bytearray(head + tail)
+            view = memoryview(small)
+            await self.read_into(view[:head])
+            await self.read_into(dest)
+            await self.read_into(view[head:])
+            return framer.finish_parts(header, view[:head], dest, view[head:])
         except PduError as e:
             raise _FramedError(e, bytes(header)) from None
 

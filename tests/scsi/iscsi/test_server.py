@@ -102,6 +102,40 @@ async def test_rfc7143_full_session_write_read_with_r2t_and_digests(config: Path
         nursery.cancel_scope.cancel()
 
 
+async def test_rfc7143_large_write_with_immediate_unsolicited_and_solicited_data(
+    config: Path,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        service, ports = await start(config, nursery)
+        vm1, _ = names(service, "vm1")
+        ini = await Initiator.connect(ports[0], vm1)
+        answers = await ini.login(
+            IQN,
+            keys=[
+                ("ImmediateData", "Yes"),
+                ("InitialR2T", "No"),
+                ("FirstBurstLength", "262144"),
+                ("MaxBurstLength", "262144"),
+                ("MaxRecvDataSegmentLength", "262144"),
+                ("DataDigest", "CRC32C"),
+            ],
+        )
+        assert answers["InitialR2T"] == "No"
+        ini.max_send = 65536  # several unsolicited Data-Out PDUs after the immediate data
+        await ini.command(0, TUR)
+        pattern = bytes(range(251)) * 4178  # just under 1 MiB, not a multiple of anything
+        blocks = len(pattern) // 512
+        pattern = pattern[: blocks * 512]
+        cdb = bytes.fromhex("2a00") + (0).to_bytes(4, "big") + b"\0" + blocks.to_bytes(2, "big")
+        w = await ini.command(0, cdb + b"\0", data_out=pattern)
+        assert w.status == 0 and not w.overflow and not w.underflow
+        rcdb = bytes.fromhex("2800") + (0).to_bytes(4, "big") + b"\0" + blocks.to_bytes(2, "big")
+        rd = await ini.command(0, rcdb + b"\0", read=len(pattern))
+        assert rd.status == 0 and rd.data == pattern
+        await ini.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
 async def test_unzoned_initiator_gets_authorization_failure(config: Path) -> None:
     async with trio.open_nursery() as nursery:
         _, ports = await start(config, nursery)
