@@ -192,7 +192,8 @@ def rename_noreplace(src_dir: int, src: str, dst_dir: int, dst: str) -> None:
 _O_CLOEXEC = os.O_CLOEXEC
 _O_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC
 _O_DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC
-_RW_CHUNK = 1 << 30  # largest single preadv/pwritev the kernel does in one go anyway
+_RW_CHUNK = 1 << 30
+SD_XATTR = "user.vmstor.sd"  # largest single preadv/pwritev the kernel does in one go anyway
 
 
 class PosixShare:
@@ -636,6 +637,23 @@ class PosixShare:
     def is_sparse_sync(self, handle: FileHandle) -> bool:
         dos = self._load_dosattrib(handle.fd)
         return bool(dos and dos.attributes & FileAttributes.SPARSE_FILE)
+
+    def get_sd_sync(self, handle: FileHandle) -> bytes | None:
+        """The security descriptor stored for the file (``user.vmstor.sd``), or None."""
+        if not self._xattrs:
+            return None
+        try:
+            return os.getxattr(handle.fd, SD_XATTR)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                self._xattrs = False
+            return None
+
+    def set_sd_sync(self, handle: FileHandle, blob: bytes) -> None:
+        if not self._xattrs:
+            raise BackendError(NTStatus.NOT_SUPPORTED, "no extended attributes on this share")
+        with os_errors("store security descriptor"):
+            os.setxattr(handle.fd, SD_XATTR, blob)
 
     # -- data -----------------------------------------------------------------------------
 

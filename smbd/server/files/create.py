@@ -22,6 +22,7 @@ from smbd.backend import (
     split_path,
 )
 from smbd.backend.attrs import FileAttributes
+from smbd.server.files import security
 from smbd.server.files.common import (
     ACCESS_SYSTEM_SECURITY,
     DELETE,
@@ -39,6 +40,7 @@ from smbd.server.files.opens import DurableRequest, Open
 from smbd.server.files.state import DEFAULT_DURABLE_TIMEOUT_MS, FileServerState, ShareRuntime
 from smbd.server.request import Buffer, Request, Response, SMBError
 from smbd.wire import create as wc
+from smbd.wire.errors import ParseError
 from smbd.wire.status import NTStatus
 
 __all__ = ["handle_create", "maximal_access"]
@@ -79,7 +81,7 @@ def _open_and_stat(
     want_write: bool,
     attributes: int,
     now_ns: int,
-) -> tuple[OpenResult, FileStat]:
+) -> tuple[OpenResult, FileStat, bytes | None]:
     r = backend.open_sync(
         comps,
         disposition,
@@ -90,7 +92,9 @@ def _open_and_stat(
         defer_truncate=True,
     )
     try:
-        return r, backend.stat_sync(r.handle)
+        st = backend.stat_sync(r.handle)
+        sd = backend.get_sd_sync(r.handle) if r.action != CreateAction.CREATED else None
+        return r, st, sd
     except BaseException:
         backend.close_sync(r.handle)
         raise
@@ -235,7 +239,7 @@ async def handle_create(req: Request) -> Response:
         await files.close(stale)
     with smb_errors():
         try:
-            result, st = await rt.backend.run(
+            result, st, sd_blob = await rt.backend.run(
                 _open_and_stat,
                 rt.backend,
                 comps,
@@ -249,7 +253,7 @@ async def handle_create(req: Request) -> Response:
             if exc.status == NTStatus.ACCESS_DENIED and want_write and desired & MAXIMUM_ALLOWED:
                 # MAXIMUM_ALLOWED on a file the server cannot write: settle for reading
                 want_write = False
-                result, st = await rt.backend.run(
+                result, st, sd_blob = await rt.backend.run(
                     _open_and_stat,
                     rt.backend,
                     comps,
@@ -268,6 +272,8 @@ async def handle_create(req: Request) -> Response:
         file_max = maximal_access(
             tree_access, rt.read_only, st if result.action != CreateAction.CREATED else None
         )
+        if sd_blob is not None:
+            file_max &= security.access_allowed(_stored_sd(sd_blob))
         granted = desired & ~MAXIMUM_ALLOWED
         if desired & MAXIMUM_ALLOWED:
             granted |= file_max
@@ -324,6 +330,15 @@ async def handle_create(req: Request) -> Response:
         await files.close(o)
         raise
 
+    secd = cr.context(wc.CTX_SD_BUFFER)
+    if secd is not None and result.action == CreateAction.CREATED:
+        blob = security.pack(security.for_new_file(security.parse(secd.data)))
+        try:
+            with smb_errors():
+                await rt.backend.run(rt.backend.set_sd_sync, handle, blob)
+        except BaseException:
+            await files.close(o)
+            raise
     o.durable_request = durable
     if app_instance is not None:
         o.extra["app_instance"] = app_instance
@@ -408,6 +423,16 @@ async def handle_create(req: Request) -> Response:
         )
     )
     return Response(body)
+
+
+def _stored_sd(blob: bytes) -> security.SecurityDescriptor:
+    """A stored descriptor; one that no longer parses is logged and replaced by the
+    default rather than locking everyone out."""
+    try:
+        return security.parse(blob)
+    except ParseError:
+        log.warning("unreadable stored security descriptor; using the default")
+        return security.default_descriptor()
 
 
 def _v1_leased(o: Open) -> bool:
