@@ -96,6 +96,7 @@ class SMBServer:
         self.connections: dict[int, Connection] = {}
         self.processors: dict[int, ConnectionProcessor] = {}
         self.listening: list[tuple[str, int]] = []
+        self.rdma_listening: list[tuple[str, int]] = []  # SMB Direct listeners
         self._next_conn_id = 1
         self._stats = {"connections": 0, "sessions": 0, "logoffs": 0}
         files_mod = _load_files_module()
@@ -208,6 +209,31 @@ class SMBServer:
                 except Exception:
                     self.log.exception("files.close_all failed")
 
+    async def serve_rdma(
+        self,
+        device: Any,
+        listen: Sequence[tuple[str, int]],
+        *,
+        task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept SMB Direct connections on the verbs ``device`` (an
+        :func:`rdma.providers.open_device` device) at each (host, port) and serve SMB2 on
+        them like TCP connections. ``nursery.start`` returns the bound addresses."""
+        from rdma.smbdirect import SmbDirectChannel, SmbDirectServer
+        from smbd.transport.smbdirect import SmbDirectTransport
+
+        async def handler(channel: SmbDirectChannel) -> None:
+            await self.serve_transport(SmbDirectTransport(channel))
+
+        acceptor = SmbDirectServer(device)
+        async with trio.open_nursery() as nursery:
+            bound: list[tuple[str, int]] = []
+            for host, port in listen:
+                addr = await nursery.start(acceptor.serve, host, port, handler)
+                bound.append((str(addr[0]), int(addr[1])))
+            self.rdma_listening.extend(bound)
+            task_status.started(bound)
+
     async def _accept_loop(self, listener: trio.socket.SocketType, nursery: trio.Nursery) -> None:
         while True:
             try:
@@ -278,11 +304,12 @@ class SMBServer:
 
     def network_interface_info(self, conn: Connection) -> bytes:
         """[MS-SMB2] 2.2.32.5 for the addresses the server listens on (every address of
-        the host for a wildcard listener), each marked RSS-capable."""
+        the host for a wildcard listener), each marked RSS-capable, and RDMA-capable where
+        an SMB Direct listener covers it."""
         entries: list[tuple[int, int, int, int, bytes]] = []
         seen: set[bytes] = set()
         ifaces = _host_interfaces()
-        for host, _port in self.listening:
+        for host, _port in [*self.listening, *self.rdma_listening]:
             try:
                 ip = ipaddress.ip_address(host)
             except ValueError:
@@ -298,7 +325,8 @@ class SMBServer:
                     continue
                 seen.add(packed)
                 family = 2 if addr.version == 4 else 23
-                entries.append((if_index, trees.RSS_CAPABLE, _link_speed(name), family, packed))
+                caps = trees.RSS_CAPABLE | self._rdma_capability(addr)
+                entries.append((if_index, caps, _link_speed(name), family, packed))
         if not entries:
             # the address the client reached us on
             try:
@@ -309,6 +337,16 @@ class SMBServer:
             except ValueError:
                 pass
         return trees.pack_network_interfaces(entries)
+
+    def _rdma_capability(self, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
+        for host, _port in self.rdma_listening:
+            try:
+                ip = ipaddress.ip_address(host)
+            except ValueError:
+                continue
+            if ip == addr or (ip.is_unspecified and ip.version == addr.version):
+                return trees.RDMA_CAPABLE
+        return 0
 
     # ---------------------------------------------------------------- reporting
 

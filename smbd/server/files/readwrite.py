@@ -18,6 +18,7 @@ from smbd.server.files.common import (
 )
 from smbd.server.files.state import FileServerState
 from smbd.server.request import Request, Response, SMBError
+from smbd.transport import smbdirect
 from smbd.wire import rw
 from smbd.wire.status import NTStatus
 
@@ -38,8 +39,7 @@ async def handle_read(req: Request) -> Response:
     require(o, FILE_READ_DATA | FILE_EXECUTE)
     if r.length > req.connection.max_read_size:
         raise SMBError(NTStatus.INVALID_PARAMETER, f"READ of {r.length} bytes")
-    if r.channel != rw.Channel.NONE:
-        raise SMBError(NTStatus.INVALID_PARAMETER, "RDMA channel on a TCP connection")
+    rdma = await smbdirect.read_channel(req, r)  # RDMA channel: the data goes by RDMA Write
     if r.offset + r.length > _INT64_MAX:
         raise SMBError(NTStatus.INVALID_PARAMETER, "READ beyond the largest offset")
     files: FileServerState = req.server.files
@@ -54,6 +54,8 @@ async def handle_read(req: Request) -> Response:
         raise SMBError(NTStatus.END_OF_FILE)
     rt.bytes_read += n
     o.position = r.offset + n
+    if rdma is not None:
+        return Response(await rdma.respond(memoryview(buf)[:n]))
     return Response(rw.pack_read_response(memoryview(buf)[:n]))
 
 
@@ -63,8 +65,7 @@ async def handle_write(req: Request) -> Response:
     if o.is_dir:
         raise SMBError(NTStatus.INVALID_DEVICE_REQUEST, "WRITE on a directory")
     require(o, FILE_WRITE_DATA | FILE_APPEND_DATA)
-    if w.channel != rw.Channel.NONE:
-        raise SMBError(NTStatus.INVALID_PARAMETER, "RDMA channel on a TCP connection")
+    w = await smbdirect.pull_write(req, w)  # RDMA channel: the data comes by RDMA Read
     if len(w.data) > req.connection.max_write_size:
         raise SMBError(NTStatus.INVALID_PARAMETER, f"WRITE of {len(w.data)} bytes")
     rt = o.file.runtime
