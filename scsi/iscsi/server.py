@@ -103,6 +103,7 @@ class Session:
     conn: Connection
     nexus: Nexus | None
     cancel: trio.CancelScope
+    wake: trio.Event = field(default_factory=trio.Event)  # output is waiting for the writer
     scopes: dict[int, trio.CancelScope] = field(default_factory=dict)
     done: dict[int, trio.Event] = field(default_factory=dict)
 
@@ -373,6 +374,7 @@ class IscsiServer:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._reader, io, session, nursery)
+                    nursery.start_soon(self._writer, io, session)
                     if self.settings.nop_interval > 0:
                         nursery.start_soon(self._pinger, io, session)
             finally:
@@ -381,6 +383,25 @@ class IscsiServer:
                 if nexus is not None:
                     self.target.i_t_nexus_loss(nexus)
         self.log.info("session %d closed", result.tsih, extra=extra)
+
+    async def _writer(self, io: _SocketIO, s: Session) -> None:
+        """Sends what the core queued, in order; responses of tasks that finish together
+        leave in one ``sendmsg``."""
+        try:
+            while True:
+                await s.wake.wait()
+                s.wake = trio.Event()
+                await self._flush(io, s.conn)
+        except _GONE:
+            s.cancel.cancel()
+
+    MAX_QUEUED = 64  # PDUs queued before the reader waits for the socket (backpressure)
+
+    async def _push(self, io: _SocketIO, s: Session) -> None:
+        if len(s.conn.out) > self.MAX_QUEUED:
+            await self._flush(io, s.conn)
+        elif s.conn.out:
+            s.wake.set()
 
     async def _flush(self, io: _SocketIO, conn: Connection) -> None:
         async with io.send_lock:
@@ -413,7 +434,7 @@ class IscsiServer:
             conn.receive(rx)
             for ev in conn.take_events():
                 await self._event(io, s, ev, nursery)
-            await self._flush(io, conn)
+            await self._push(io, s)
 
     async def _event(self, io: _SocketIO, s: Session, ev: object, nursery: trio.Nursery) -> None:
         if isinstance(ev, Execute):
@@ -443,7 +464,7 @@ class IscsiServer:
                 if scope.cancel_called:
                     return  # aborted while the backend finished: no response (SAM-5 7.2)
                 s.conn.complete(task, result)
-                await self._flush(io, s.conn)
+                s.wake.set()
         except _GONE:
             s.cancel.cancel()
         finally:
