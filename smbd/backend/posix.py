@@ -193,7 +193,10 @@ _O_CLOEXEC = os.O_CLOEXEC
 _O_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC
 _O_DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC
 _RW_CHUNK = 1 << 30
-SD_XATTR = "user.vmstor.sd"  # largest single preadv/pwritev the kernel does in one go anyway
+SD_XATTR = "user.vmstor.sd"
+EA_XATTR_PREFIX = (
+    "user.vmstor.ea."  # largest single preadv/pwritev the kernel does in one go anyway
+)
 
 
 class PosixShare:
@@ -654,6 +657,39 @@ class PosixShare:
             raise BackendError(NTStatus.NOT_SUPPORTED, "no extended attributes on this share")
         with os_errors("store security descriptor"):
             os.setxattr(handle.fd, SD_XATTR, blob)
+
+    def list_eas_sync(self, handle: FileHandle) -> list[tuple[bytes, bytes]]:
+        """The file's extended attributes as a client set them (``user.vmstor.ea.NAME``),
+        names in upper case as NTFS keeps them, sorted."""
+        if not self._xattrs:
+            return []
+        out = []
+        with os_errors("list EAs"):
+            for key in os.listxattr(handle.fd):
+                if key.startswith(EA_XATTR_PREFIX):
+                    try:
+                        value = os.getxattr(handle.fd, key)
+                    except OSError:
+                        continue
+                    out.append((key[len(EA_XATTR_PREFIX) :].encode("ascii", "replace"), value))
+        return sorted(out)
+
+    def set_ea_sync(self, handle: FileHandle, name: bytes, value: bytes) -> None:
+        """Set one EA; an empty value deletes it ([MS-FSA] 2.1.5.14.5)."""
+        if not self._xattrs:
+            raise BackendError(NTStatus.EAS_NOT_SUPPORTED, "no extended attributes on this share")
+        key = EA_XATTR_PREFIX + name.decode("ascii").upper()
+        try:
+            if value:
+                os.setxattr(handle.fd, key, value)
+            else:
+                os.removexattr(handle.fd, key)
+        except OSError as exc:
+            if exc.errno == errno.ENODATA:
+                return
+            if exc.errno in (errno.E2BIG, errno.ENOSPC, errno.ERANGE):
+                raise BackendError(NTStatus.EA_TOO_LARGE, "EA does not fit") from exc
+            raise BackendError(status_for_errno(exc.errno), "set EA") from exc
 
     # -- data -----------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from smbd.backend import (
     split_path,
 )
 from smbd.backend.attrs import FileAttributes
-from smbd.server.files import security
+from smbd.server.files import eas, security
 from smbd.server.files.common import (
     ACCESS_SYSTEM_SECURITY,
     DELETE,
@@ -30,7 +30,6 @@ from smbd.server.files.common import (
     FILE_APPEND_DATA,
     FILE_WRITE_DATA,
     MAXIMUM_ALLOWED,
-    SYNCHRONIZE,
     WRITE_ACCESS,
     files_of,
     session_tree,
@@ -40,6 +39,7 @@ from smbd.server.files.opens import DurableRequest, Open
 from smbd.server.files.state import DEFAULT_DURABLE_TIMEOUT_MS, FileServerState, ShareRuntime
 from smbd.server.request import Buffer, Request, Response, SMBError
 from smbd.wire import create as wc
+from smbd.wire import fscc
 from smbd.wire.errors import ParseError
 from smbd.wire.status import NTStatus
 
@@ -117,7 +117,7 @@ def _validate(cr: wc.CreateRequest) -> None:
     if cr.create_disposition > Disposition.OVERWRITE_IF:
         raise SMBError(NTStatus.INVALID_PARAMETER, "create disposition")
     access = cr.desired_access
-    if access & ~wc.VALID_ACCESS_MASK or not access & ~SYNCHRONIZE:
+    if access & ~wc.VALID_ACCESS_MASK or not access:
         raise SMBError(NTStatus.ACCESS_DENIED, f"desired access {access:#x}")
     if access & ACCESS_SYSTEM_SECURITY:
         raise SMBError(NTStatus.PRIVILEGE_NOT_HELD, "SACL access")
@@ -195,6 +195,9 @@ async def handle_create(req: Request) -> Response:
             lease = wc.parse_lease(rqls.data)
     alloc_ctx = cr.context(wc.CTX_ALLOCATION_SIZE)
     allocation = wc.parse_allocation_size(alloc_ctx.data) if alloc_ctx is not None else None
+    exta = cr.context(wc.CTX_EA_BUFFER)
+    ea_entries = fscc.parse_full_ea_info(exta.data) if exta is not None else []
+    eas.validate(ea_entries)
     mxac = cr.context(wc.CTX_QUERY_MAXIMAL_ACCESS)
     if mxac is not None:
         wc.parse_mxac_request(mxac.data)
@@ -281,6 +284,7 @@ async def handle_create(req: Request) -> Response:
                 granted &= ~(FILE_WRITE_DATA | FILE_APPEND_DATA)
         if granted & ~file_max:
             raise SMBError(NTStatus.ACCESS_DENIED, "access beyond what the file allows")
+
         if (
             cr.create_options & wc.CreateOptions.DELETE_ON_CLOSE
             and st.attributes & FileAttributes.READONLY
@@ -330,6 +334,13 @@ async def handle_create(req: Request) -> Response:
         await files.close(o)
         raise
 
+    if ea_entries and result.action != CreateAction.OPENED:
+        try:
+            with smb_errors():
+                await rt.backend.run(eas.apply_eas_sync, rt.backend, handle, ea_entries)
+        except BaseException:
+            await files.close(o)
+            raise
     secd = cr.context(wc.CTX_SD_BUFFER)
     if secd is not None and result.action == CreateAction.CREATED:
         blob = security.pack(security.for_new_file(security.parse(secd.data)))

@@ -13,13 +13,15 @@ import struct
 import zlib
 
 from smbd.backend import BackendError, FileAttributes, FileStat, split_path
-from smbd.server.files import security
+from smbd.server.files import eas, security
 from smbd.server.files.common import (
     DELETE,
     FILE_APPEND_DATA,
     FILE_READ_ATTRIBUTES,
+    FILE_READ_EA,
     FILE_WRITE_ATTRIBUTES,
     FILE_WRITE_DATA,
+    FILE_WRITE_EA,
     READ_CONTROL,
     WRITE_DAC,
     WRITE_OWNER,
@@ -140,7 +142,7 @@ def _mode(o: Open) -> int:
     return o.mode | (o.create_options & 0x2) | (0x1000 if o.delete_on_close else 0)
 
 
-def _file_class(o: Open, cls: int, st: FileStat) -> bytes:
+def _file_class(o: Open, cls: int, st: FileStat, ea_size: int = 0) -> bytes:
     if cls == C.FileBasicInformation:
         return fscc.pack_basic_info(_basic(st))
     if cls == C.FileStandardInformation:
@@ -148,7 +150,7 @@ def _file_class(o: Open, cls: int, st: FileStat) -> bytes:
     if cls == C.FileInternalInformation:
         return fscc.pack_internal_info(st.file_id)
     if cls == C.FileEaInformation:
-        return fscc.pack_ea_info(0)
+        return fscc.pack_ea_info(ea_size)
     if cls == C.FileAccessInformation:
         return fscc.pack_access_info(o.granted_access)
     if cls == C.FileNameInformation:
@@ -169,7 +171,7 @@ def _file_class(o: Open, cls: int, st: FileStat) -> bytes:
                 _basic(st),
                 _standard(o, st),
                 st.file_id,
-                0,
+                ea_size,
                 o.granted_access,
                 o.position,
                 _mode(o),
@@ -206,8 +208,16 @@ def _file_class(o: Open, cls: int, st: FileStat) -> bytes:
 
 async def _query_file(req: Request, o: Open, q: wi.QueryInfoRequest) -> Response:
     cls = q.info_class
+    rt = o.file.runtime
     if cls == C.FileFullEaInformation:
-        raise SMBError(NTStatus.NO_EAS_ON_FILE)
+        require(o, FILE_READ_EA)
+        with smb_errors():
+            data = await rt.backend.run(eas.ea_list_sync, rt.backend, o.handle)
+        if not data:
+            raise SMBError(NTStatus.NO_EAS_ON_FILE)
+        if len(data) > q.output_buffer_length:
+            raise SMBError(NTStatus.BUFFER_TOO_SMALL, "EA list does not fit")
+        return Response(wi.pack_query_info_response(data))
     if cls not in _FIXED:
         try:
             C(cls)
@@ -223,10 +233,12 @@ async def _query_file(req: Request, o: Open, q: wi.QueryInfoRequest) -> Response
         require(o, FILE_READ_ATTRIBUTES)
     if cls == C.FileNormalizedNameInformation and req.connection.dialect < 0x0311:
         raise SMBError(NTStatus.NOT_SUPPORTED)
-    rt = o.file.runtime
     with smb_errors():
         st = await rt.backend.stat(o.handle)
-    return _fit(_file_class(o, cls, st), _FIXED[C(cls)], q.output_buffer_length)
+        ea_size = 0
+        if cls in (C.FileEaInformation, C.FileAllInformation):
+            ea_size = await rt.backend.run(eas.ea_size_sync, rt.backend, o.handle)
+    return _fit(_file_class(o, cls, st, ea_size), _FIXED[C(cls)], q.output_buffer_length)
 
 
 async def _query_fs(req: Request, o: Open, q: wi.QueryInfoRequest) -> Response:
@@ -451,7 +463,12 @@ async def _set_file(req: Request, o: Open, s: wi.SetInfoRequest) -> None:
         require(o, FILE_WRITE_DATA)
         fscc.parse_valid_data_length_info(buf)  # data is always valid up to EOF here
     elif cls == C.FileFullEaInformation:
-        raise SMBError(NTStatus.EAS_NOT_SUPPORTED)
+        require(o, FILE_WRITE_EA)
+        entries = fscc.parse_full_ea_info(buf)
+        eas.validate(entries)
+        rt = o.file.runtime
+        with smb_errors():
+            await rt.backend.run(eas.apply_eas_sync, rt.backend, o.handle, entries)
     else:
         try:
             C(cls)

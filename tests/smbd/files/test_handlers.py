@@ -11,6 +11,7 @@ import pytest
 from smbd.server.request import SMBError
 from smbd.wire import create as wc
 from smbd.wire import fscc
+from smbd.wire import info as wi
 from smbd.wire.constants import Command
 from smbd.wire.info import InfoType
 from smbd.wire.status import NTStatus
@@ -423,3 +424,47 @@ async def test_app_instance_id_closes_the_other_clients_open(root: Path) -> None
     rb = await b.create("vm.vhdx", share=0, contexts=ctx)
     assert await a.status_of(Command.READ, _read_body(ra.file_id, 0, 1)) == NTStatus.FILE_CLOSED
     await b.close(rb.file_id)
+
+
+async def test_extended_attributes(root: Path) -> None:
+    """[MS-FSCC] 2.4.15 FILE_FULL_EA_INFORMATION through ExtA, SET_INFO and QUERY_INFO."""
+    files, share = make_state(root)
+    c = Client(files, share)
+    exta = fscc.pack_full_ea_info([fscc.EaEntry(b"First", b"one")])
+    r = await c.create("f", disposition=D.CREATE, contexts=((wc.CTX_EA_BUFFER, exta),))
+    both = fscc.pack_full_ea_info([fscc.EaEntry(b"second", b"two"), fscc.EaEntry(b"FIRST", b"")])
+    await c.set_info(r.file_id, InfoType.FILE, 15, both)
+    got = fscc.parse_full_ea_info(body_bytes(await c.query_info(r.file_id, InfoType.FILE, 15))[8:])
+    assert got == [fscc.EaEntry(b"SECOND", b"two")]  # upper-cased; an empty value deletes
+    size = struct.unpack("<I", body_bytes(await c.query_info(r.file_id, InfoType.FILE, 7))[8:])[0]
+    assert size == len(fscc.pack_full_ea_info(got))
+    bad = fscc.pack_full_ea_info([fscc.EaEntry(b"a*b", b"x")])
+    assert await c.status_of(Command.SET_INFO, _set(r.file_id, 15, bad)) == NTStatus.INVALID_EA_NAME
+    await c.set_info(
+        r.file_id, InfoType.FILE, 15, fscc.pack_full_ea_info([fscc.EaEntry(b"second", b"")])
+    )
+    assert await c.status_of(Command.QUERY_INFO, _qi(r.file_id, 15)) == NTStatus.NO_EAS_ON_FILE
+
+
+async def test_security_descriptor_is_stored_and_enforced(root: Path) -> None:
+    from smbd.server.files import security as sec
+
+    files, share = make_state(root)
+    c = Client(files, share)
+    r = await c.create("f", disposition=D.CREATE)
+    deny_read = sec.SecurityDescriptor(
+        0x8004, dacl=sec._acl([(1, 0, READ, sec.EVERYONE), (0, 0, 0x1F01FF, sec.EVERYONE)])
+    )
+    resp = await c.call(
+        Command.SET_INFO,
+        wi.pack_set_info_request(
+            wi.SetInfoRequest(InfoType.SECURITY, 0, memoryview(sec.pack(deny_read)), 0x4, r.file_id)
+        ),
+    )
+    assert resp.status == NTStatus.SUCCESS
+    got = sec.parse(body_bytes(await c.query_info(r.file_id, InfoType.SECURITY, 0, addl=0x7))[8:])
+    assert got.dacl == deny_read.dacl and got.owner == sec.ADMINISTRATORS
+    await c.close(r.file_id)
+    assert await c.create_status("f", access=READ) == NTStatus.ACCESS_DENIED
+    w = await c.create("f", access=WRITE)
+    await c.close(w.file_id)
