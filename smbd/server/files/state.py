@@ -463,13 +463,24 @@ class FileServerState:
         self._disconnect([o for o in self.opens.values() if o.session_id == session.session_id])
 
     def connection_lost(self, connection: Connection) -> None:
-        """A transport connection dropped: the opens of sessions that have no other channel
-        are handled as in :meth:`close_session`."""
+        """A transport connection dropped. Opens of a session that still has another
+        channel move to that channel (multichannel: losing one NIC loses no handle); the
+        others are handled as in :meth:`close_session`."""
+        survivors: dict[int, int] = {}
+        for session in list(getattr(connection, "sessions", {}).values()):
+            for ch in session.channels:
+                other = ch.connection
+                if other is not connection and not getattr(other, "closed", False):
+                    survivors[session.session_id] = other.conn_id
+                    break
         victims = []
         for o in self.opens.values():
-            if o.connection_id != connection.conn_id:
+            if o.connection_id != connection.conn_id or o.disconnected_at is not None:
                 continue
-            victims.append(o)
+            if o.session_id in survivors:
+                o.connection_id = survivors[o.session_id]
+            else:
+                victims.append(o)
         self._disconnect(victims)
 
     def _disconnect(self, opens: Sequence[Open]) -> None:

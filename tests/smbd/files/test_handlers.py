@@ -468,3 +468,23 @@ async def test_security_descriptor_is_stored_and_enforced(root: Path) -> None:
     assert await c.create_status("f", access=READ) == NTStatus.ACCESS_DENIED
     w = await c.create("f", access=WRITE)
     await c.close(w.file_id)
+
+
+async def test_losing_one_channel_keeps_the_opens(root: Path) -> None:
+    """Multichannel ([MS-SMB2] 3.3.7.1): an open outlives a connection while its session
+    has another channel; when the last one goes, non-durable opens close."""
+    from smbd.server.model import Channel, Connection
+
+    files, share = make_state(root)
+    c = Client(files, share)
+    second = Connection(999, "127.0.0.2:2")
+    c.session.channels = [Channel(c.conn, b""), Channel(second, b"")]
+    c.conn.sessions[c.session.session_id] = c.session
+    second.sessions[c.session.session_id] = c.session
+    r = await c.create("f", disposition=D.CREATE)
+    files.connection_lost(c.conn)
+    assert [o.connection_id for o in files.opens.values()] == [999]
+    assert await c.write(r.file_id, 0, b"still here") == 10
+    c.session.channels = [Channel(second, b"")]
+    files.connection_lost(second)
+    assert files.open_list() == []
