@@ -85,3 +85,15 @@ def test_copy_range_and_read_into(share: PosixShare) -> None:
     n = share.read_into_sync(dst, memoryview(buf), 10)
     assert n == 2 * MiB
     assert bytes(buf[:n]) == payload[MiB : 3 * MiB]
+
+
+def test_xattr_blocks_are_not_allocation(share: PosixShare) -> None:
+    """Extended attributes that spill into a block of their own (EAs, descriptors) are
+    not the file's allocation: an empty file reports 0, as NTFS would."""
+    h = share.open_sync(("f",), Disposition.CREATE, 0, want_write=True).handle
+    for i in range(8):
+        share.set_ea_sync(h, f"EA{i}".encode(), b"v" * 200)
+    assert os.fstat(h.fd).st_blocks > 0  # the xattr block
+    assert share.stat_sync(h).allocation_size == 0
+    share.set_allocation_sync(h, MiB)
+    assert share.stat_sync(h).allocation_size >= MiB
