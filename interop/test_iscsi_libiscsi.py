@@ -138,6 +138,21 @@ def test_iscsi_ls_shows_masked_lun_sets(san: San) -> None:
     assert seen[vm2] == {"1"}
 
 
+def test_cli_changes_reach_the_running_daemon(san: San) -> None:
+    vm2, _ = initiators(san, "vm2")
+    url = f"iscsi://127.0.0.1:{san.ports[0]}"
+    vmstor(san.config, "lun", "map", "thin", "--vm", "vm2")
+    try:
+        out = run("iscsi-ls", "-s", "-i", vm2, url)
+        assert set(re.findall(r"Lun:(\d+)", out.stdout)) == {"0", "1"}, out.stdout
+    finally:
+        vmstor(san.config, "lun", "unmap", "thin", "--vm", "vm2")
+    out = run("iscsi-ls", "-s", "-i", vm2, url)
+    assert set(re.findall(r"Lun:(\d+)", out.stdout)) == {"1"}, out.stdout
+    status = vmstor(san.config, "status")
+    assert "iSCSI sessions" in status and "LUNs" in status
+
+
 def test_unzoned_initiator_gets_authorization_failure(san: San) -> None:
     out = run("iscsi-inq", "-i", "naa.c003ff00000000ff", san.url(0))
     assert out.returncode != 0
