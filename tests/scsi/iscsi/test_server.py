@@ -243,3 +243,49 @@ def test_san_cli_register_adds_the_commands() -> None:
         ["zone", "list"],
     ):
         assert parser.parse_args(cmd).func.__module__ == san_cli.__name__
+
+
+async def test_live_migration_switch_keeps_luns_and_persistent_reservations(config: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        service, ports = await start(config, nursery)
+        set_a, set_b = names(service, "vm1")
+        a = await Initiator.connect(ports[0], set_a)
+        await a.login(IQN)
+        await a.command(0, TUR)
+        key = (0x1122334455667788).to_bytes(8, "big")
+        register = bytes.fromhex("5f000000000000001800")  # PR OUT REGISTER, 24 bytes
+        r = await a.command(0, register, data_out=bytes(8) + key + bytes(8))
+        assert r.status == 0
+        cli(config, "vhba", "switch", "vm1", "--set", "B")
+        service.reload()
+        assert service.state.fabric.vhbas["vm1"][0].active == "B"
+        b = await Initiator.connect(ports[1], set_b)
+        await b.login(IQN)
+        await b.command(0, TUR)
+        r = await b.command(0, REPORT_LUNS, read=256)
+        assert luns_of(r.data) == [0]
+        r = await b.command(0, bytes.fromhex("5e00000000000000ff00"), read=255)  # READ KEYS
+        assert r.status == 0 and key in r.data[8:]
+        await a.stream.aclose()
+        await b.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_lun_alua_command_changes_a_port_group_at_run_time(config: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        service, ports = await start(config, nursery)
+        vm1, _ = names(service, "vm1")
+        ini = await Initiator.connect(ports[1], vm1)  # portal 2 = target port group 2
+        await ini.login(IQN)
+        await ini.command(0, TUR)
+        cli(config, "lun", "alua", "disk0", "--group", "2", "--state", "standby")
+        service.reload()
+        r = await ini.command(0, TUR)
+        assert r.status == 2 and r.sense[12:14] == b"\x2a\x06"  # state changed
+        r = await ini.command(0, bytes.fromhex("28000000000000000100"), read=512)
+        assert r.status == 2 and r.sense[2] & 0x0F == 2 and r.sense[12:14] == b"\x04\x0b"
+        rtpg = bytes.fromhex("a30a00000000000004000000")
+        r = await ini.command(0, rtpg, read=1024)
+        assert r.status == 0
+        await ini.stream.aclose()
+        nursery.cancel_scope.cancel()
