@@ -63,6 +63,7 @@ class SanSettings:
     immediate_data: bool
     initial_r2t: bool
     queue_depth: int
+    open_initiators: tuple[str, ...] = ()  # names outside the fabric that see every LUN
 
     @classmethod
     def from_config(cls, cfg: Config) -> SanSettings:
@@ -114,6 +115,7 @@ class SanSettings:
             immediate_data=flag("immediate_data", True),
             initial_r2t=flag("initial_r2t", False),
             queue_depth=num("queue_depth", 64, 1, 1024),
+            open_initiators=tuple(str(x) for x in t.get("open_initiators", [])),
         )
 
     def portal_objects(self) -> list[Portal]:
@@ -162,9 +164,15 @@ class LunDef:
 class SanState:
     """The persistent state files; shared by the CLI and the daemon."""
 
-    def __init__(self, state_dir: Path, wwn_prefix: int = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        wwn_prefix: int = DEFAULT_PREFIX,
+        open_initiators: tuple[str, ...] = (),
+    ) -> None:
         self.dir = state_dir / "san"
         self.wwn_prefix = wwn_prefix
+        self.open_initiators = open_initiators
         self.luns: dict[str, LunDef] = {}
         self.fabric = Fabric(prefix=wwn_prefix)
         self.chap: dict[str, dict[str, str]] = {}
@@ -187,13 +195,17 @@ class SanState:
         self.luns = {n: LunDef.from_dict(n, d) for n, d in raw.items()}
         fab = read_json(self.fabric_path, {})
         self.fabric = Fabric.from_dict(fab, prefix=self.wwn_prefix)
+        self.fabric.open_initiators |= set(self.open_initiators)
         self.chap = read_json(self.chap_path, {})
 
     def save_luns(self) -> None:
         write_json(self.luns_path, {n: d.to_dict() for n, d in sorted(self.luns.items())})
 
     def save_fabric(self) -> None:
-        write_json(self.fabric_path, self.fabric.to_dict())
+        d = self.fabric.to_dict()
+        # Initiators opened by the config stay in the config.
+        d["open_initiators"] = sorted(set(d["open_initiators"]) - set(self.open_initiators))
+        write_json(self.fabric_path, d)
 
     def save_chap(self) -> None:
         write_json(self.chap_path, self.chap, mode=0o600)
@@ -233,7 +245,9 @@ class SanService:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.settings = SanSettings.from_config(cfg)
-        self.state = SanState(cfg.state_dir, self.settings.wwn_prefix)
+        self.state = SanState(
+            cfg.state_dir, self.settings.wwn_prefix, self.settings.open_initiators
+        )
         portals = self.settings.portal_objects()
         groups = [
             TargetPortGroup(gi + 1, list(g), AluaState.ACTIVE_OPTIMIZED)

@@ -43,7 +43,7 @@ def parse_size(text: str) -> int:
 def _open(args: argparse.Namespace) -> tuple[SanSettings, SanState]:
     cfg = load(Path(args.config))
     settings = SanSettings.from_config(cfg)
-    return settings, SanState(cfg.state_dir, settings.wwn_prefix)
+    return settings, SanState(cfg.state_dir, settings.wwn_prefix, settings.open_initiators)
 
 
 def _notify(state: SanState) -> None:

@@ -289,3 +289,17 @@ async def test_lun_alua_command_changes_a_port_group_at_run_time(config: Path) -
         assert r.status == 0
         await ini.stream.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_config_open_initiators_see_every_lun(config: Path) -> None:
+    config.write_text(config.read_text() + 'open_initiators = ["iqn.2026-11.host:h1"]\n')
+    async with trio.open_nursery() as nursery:
+        _, ports = await start(config, nursery)
+        ini = await Initiator.connect(ports[0], "iqn.2026-11.host:h1")
+        await ini.login(IQN)
+        r = await ini.command(0, REPORT_LUNS, read=256)
+        assert luns_of(r.data) == [0, 1]
+        await ini.stream.aclose()
+        nursery.cancel_scope.cancel()
+    cli(config, "vsan", "create", "other")  # saving the fabric keeps config names out
+    assert "iqn.2026-11.host:h1" not in (config.parent / "state/san/fabric.json").read_text()
