@@ -12,6 +12,8 @@ from typing import Any
 
 import trio
 
+from rdma.config import RdmaConfig, RdmaConfigError
+from rdma.providers import open_device
 from smbd.config import DIALECT_NAMES, ServerConfig, ShareConfig
 from smbd.server import SMBServer
 from vmstor import control
@@ -73,6 +75,10 @@ class Daemon:
             share.path.mkdir(parents=True, exist_ok=True)
         self.users = UserDB(cfg.state_dir)
         self.smb = SMBServer(smb_config(cfg), smb_shares(cfg), self.users)
+        try:
+            self.rdma = RdmaConfig.from_table(cfg.section("rdma"))
+        except RdmaConfigError as e:
+            raise ConfigError(f"{cfg.path}: {e}") from None
         # name -> callable run on "reload" requests from the CLI
         self.reloaders: dict[str, Callable[[], None]] = {"config": self.reload_config}
         self.status_sources: dict[str, Callable[[], Any]] = {"smb": self.smb.status}
@@ -99,6 +105,13 @@ class Daemon:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.smb.serve_tcp, list(self.cfg.smb.listen))
+            if self.rdma.enabled:
+                bound = await nursery.start(self._serve_rdma)
+                log.info(
+                    "serving SMB Direct (%s) on %s",
+                    self.rdma.provider,
+                    ", ".join(f"{h}:{p}" for h, p in bound),
+                )
             if self.san is not None:
                 await nursery.start(self.san.run)
             await nursery.start(
@@ -112,6 +125,18 @@ class Daemon:
                 extra={"shares": sorted(self.cfg.shares)},
             )
             task_status.started()
+
+    async def _serve_rdma(
+        self,
+        *,
+        task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """SMB over SMB Direct on the [rdma] listeners, through the configured provider."""
+        try:
+            async with open_device(self.rdma) as device:
+                await self.smb.serve_rdma(device, list(self.rdma.listen), task_status=task_status)
+        except RdmaConfigError as e:
+            raise ConfigError(f"{self.cfg.path}: {e}") from None
 
 
 async def serve_until_signal(cfg: Config, on_ready: Callable[[], None] | None = None) -> None:

@@ -55,7 +55,8 @@ class VmstorServer:
     ``encrypt_share``: the main share requires encryption. ``encrypted_share``: the name of
     an extra share that requires encryption (None: none). ``extra_shares``: more plain
     shares. ``min_dialect``/``max_dialect``: "2.0.2" ... "3.1.1". ``server_options``: more
-    ``[server]`` keys (TOML values given as Python bool/int/str).
+    ``[server]`` keys (TOML values given as Python bool/int/str). ``rdma_port``: also
+    serve SMB Direct on that port through the userspace iWARP provider (``[rdma]``).
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class VmstorServer:
         start_timeout: float = 30.0,
         stop_timeout: float = 15.0,
         base_dir: str | None = None,
+        rdma_port: int | None = None,
     ) -> None:
         if not host.startswith("127."):
             raise PeerError(f"refusing non-loopback address {host}")
@@ -97,6 +99,7 @@ class VmstorServer:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.base_dir = base_dir
+        self.rdma_port = rdma_port
         self.tmp: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.endpoint: Endpoint | None = None
@@ -163,6 +166,9 @@ class VmstorServer:
                 f"encrypt = {'true' if encrypt else 'false'}",
                 "read_only = false",
             ]
+        if self.rdma_port is not None:
+            listen = _toml_str(f"{self.host}:{self.rdma_port}")
+            lines += ["", "[rdma]", f"listen = [{listen}]", 'provider = "iwarp"']
         return "\n".join(lines) + "\n"
 
     def _start(self, tmp: Path, port: int) -> Endpoint:
@@ -213,6 +219,14 @@ class VmstorServer:
             wait_for_port(
                 self.host, port, self.start_timeout, lambda: proc.poll() is None, "vmstor serve"
             )
+            if self.rdma_port is not None:
+                wait_for_port(
+                    self.host,
+                    self.rdma_port,
+                    self.start_timeout,
+                    lambda: proc.poll() is None,
+                    "vmstor serve (SMB Direct)",
+                )
         except PeerError as e:
             raise PeerError(f"{e}\n{self.log_text()}") from None
         self.endpoint = Endpoint(
