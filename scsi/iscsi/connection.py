@@ -26,7 +26,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
 from scsi.iscsi import pdu, text
 from scsi.iscsi.errors import PduError, RejectReason, TextError
@@ -132,7 +131,8 @@ class Task:
         self.outstanding: dict[int, list[int]] = {}  # ttt -> [offset, end, next datasn]
         self.r2tsn = 0
         self.reserved = 0  # bytes counted against the session budget
-        self.status_override: Any = None  # a ScsiResult decided before execution
+        # The outcome, when decided before execution (bad CDB, too large, no memory).
+        self.status_override: ScsiResult | None = None
 
     @property
     def data_out(self) -> memoryview | None:
@@ -492,18 +492,20 @@ class Connection:
 
     def _setup_data(self, task: Task, cmd: pdu.ScsiCommand, immediate: memoryview) -> None:
         if task.edtl > self.limits.max_transfer:
-            task.status_override = ("invalid_field", None)
+            task.status_override = ScsiResult(
+                Status.CHECK_CONDITION, sense=SenseError.invalid_cdb().to_bytes()
+            )
         want = 0
         if task.write and task.status_override is None:
             try:
                 task.needed = self.data_out_length(task.cdb, task.lun_id)
                 want = min(task.edtl, task.needed)
             except SenseError as e:
-                task.status_override = ("sense", e)
+                task.status_override = ScsiResult(Status.CHECK_CONDITION, sense=e.to_bytes())
         reserve = (want if task.write else 0) + (task.edtl if task.read else 0)
         if task.status_override is None and self.buffered + reserve > self.limits.max_buffered:
             self.stats.task_set_full += 1
-            task.status_override = ("task_set_full", None)
+            task.status_override = ScsiResult(Status.TASK_SET_FULL)
         if task.status_override is None:
             task.reserved = reserve
             self.buffered += reserve
@@ -544,17 +546,9 @@ class Connection:
                 return
         task.state = TaskState.READY
         if task.status_override is not None:
-            self.complete(task, self._override_result(task))
+            self.complete(task, task.status_override)
             return
         self.events.append(Execute(task))
-
-    def _override_result(self, task: Task) -> ScsiResult:
-        kind, exc = task.status_override
-        if kind == "task_set_full":
-            return ScsiResult(Status.TASK_SET_FULL)
-        if kind == "sense" and isinstance(exc, SenseError):
-            return ScsiResult(Status.CHECK_CONDITION, sense=exc.to_bytes())
-        return ScsiResult(Status.CHECK_CONDITION, sense=SenseError.invalid_cdb().to_bytes())
 
     def _issue_r2ts(self, task: Task) -> None:
         p = self.params
