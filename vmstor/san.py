@@ -254,7 +254,12 @@ class SanService:
             for gi, g in enumerate(self.settings.port_groups)
         ]
         self.limiter = trio.CapacityLimiter(8)
-        self.target = Target(self.settings.target_name, port_groups=groups, masking=self._mask)
+        self.target = Target(
+            self.settings.target_name,
+            port_groups=groups,
+            masking=self._mask,
+            ua_listener=lambda key, lun, code: self.server.unit_attention(key, lun, code),
+        )
         self.target.on_state_change = self._lun_state_changed
         s = self.settings
         self.server = IscsiServer(

@@ -36,6 +36,7 @@ from scsi.iscsi.login import Login, LoginResult
 from scsi.iscsi.negotiation import TargetLimits
 from scsi.iscsi.pdu import TmfFunction, TmfResponse
 from scsi.nexus import Nexus
+from scsi.sense import SenseKey, build_fixed_sense
 from scsi.target import Target
 
 log = logging.getLogger("vmstor.iscsi")
@@ -43,6 +44,7 @@ log = logging.getLogger("vmstor.iscsi")
 # What ends a connection from the peer's side.
 _GONE = (EOFError, OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 
+REPORTED_LUNS_DATA_HAS_CHANGED = (0x3F, 0x0E)
 LOGIN_MAX_DATA = 8192  # RFC 7143 13.12: MaxRecvDataSegmentLength default during login
 IOV_MAX = 1024
 
@@ -104,6 +106,7 @@ class Session:
     nexus: Nexus | None
     cancel: trio.CancelScope
     wake: trio.Event = field(default_factory=trio.Event)  # output is waiting for the writer
+    aen_pending: bool = False  # an Async Message for REPORTED LUNS DATA HAS CHANGED is queued
     scopes: dict[int, trio.CancelScope] = field(default_factory=dict)
     done: dict[int, trio.Event] = field(default_factory=dict)
 
@@ -195,6 +198,18 @@ class IscsiServer:
                 s.cancel.cancel()
                 n += 1
         return n
+
+    def unit_attention(self, nexus_key: tuple[str, int], lun: int, code: tuple[int, int]) -> None:
+        """Listener for the target's unit attentions: REPORTED LUNS DATA HAS CHANGED is also
+        announced with an Async Message, event 0 (RFC 7143 11.9.1), once per burst of
+        changes, so that initiators rescan at once (open-iscsi does)."""
+        if code != REPORTED_LUNS_DATA_HAS_CHANGED:
+            return
+        for s in self.sessions.values():
+            if s.nexus is not None and s.nexus.key == nexus_key and not s.aen_pending:
+                s.aen_pending = True
+                s.conn.async_event(lun, build_fixed_sense(SenseKey.UNIT_ATTENTION, *code))
+                s.wake.set()
 
     def send_targets(self, initiator: str, which: str) -> list[tuple[str, list[str]]]:
         """SendTargets: the target with the portals this initiator is zoned to."""
@@ -391,6 +406,7 @@ class IscsiServer:
             while True:
                 await s.wake.wait()
                 s.wake = trio.Event()
+                s.aen_pending = False
                 await self._flush(io, s.conn)
         except _GONE:
             s.cancel.cancel()

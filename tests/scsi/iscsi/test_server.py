@@ -176,6 +176,9 @@ async def test_cli_changes_take_effect_at_once_with_unit_attention(config: Path)
         assert (await ini.command(0, TUR)).status == 0
         cli(config, "lun", "map", "disk1", "--vm", "vm1")
         service.reload()  # what the daemon's reloader does on notify
+        rx = await ini.recv()  # RFC 7143 11.9: Async Message, SCSI event, sense 3F/0E
+        assert isinstance(rx.record, pdu.AsyncMessage) and rx.record.event == 0
+        assert bytes(rx.data[2 + 12 : 2 + 14]) == b"\x3f\x0e"
         r = await ini.command(0, TUR)
         assert r.status == 2 and r.sense[12:14] == b"\x3f\x0e"
         r = await ini.command(0, REPORT_LUNS, read=256)
