@@ -184,6 +184,25 @@ def test_qemu_io_writes_and_reads_back_a_pattern(san: San) -> None:
     assert out.stdout.count("read 3145728/3145728") == 1, out.stdout
 
 
+def test_qemu_io_with_crc32c_header_digests(san: San) -> None:
+    vm1, _ = initiators(san, "vm1")
+    out = run(
+        "qemu-io",
+        "--image-opts",
+        f"driver=iscsi,transport=tcp,portal=127.0.0.1:{san.ports[0]},target={IQN},lun=0,"
+        f"initiator-name={vm1},header-digest=crc32c",
+        "-c",
+        "write -P 0xc3 8M 2M",
+        "-c",
+        "read -P 0xc3 8M 2M",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Pattern verification failed" not in out.stdout + out.stderr
+    assert "read 2097152/2097152" in out.stdout
+    log = (san.root / "serve.log").read_text()
+    assert "digests True/False" in log
+
+
 def test_tshark_sees_no_malformed_pdu(san: San, tmp_path: Path) -> None:
     pcap = tmp_path / "iscsi.pcapng"
     port = san.ports[0]
