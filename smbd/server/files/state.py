@@ -401,18 +401,18 @@ class FileServerState:
                 del self.files[f.key]
         return CloseWork(o, unlink)
 
-    def finish_close_sync(self, work: CloseWork) -> None:
-        """The I/O part of a close (thread or inline). Never raises: a close always closes."""
+    def finish_close_sync(self, work: CloseWork) -> bool:
+        """The I/O part of a close (worker thread or inline); True when the file was
+        removed. Never raises: a close always closes. It touches no trio object, so it is
+        safe in a thread; the caller reports the removal (:meth:`_removed`) on the loop."""
         o = work.open
         backend = o.file.runtime.backend
+        removed = False
         if work.unlink:
             try:
                 o.handle.components = o.file.components
                 backend.unlink_sync(o.handle)
-                if self.notify is not None:
-                    self.notify.changed(
-                        o.file.runtime.name, o.file.components, 2, 0x2 if o.is_dir else 0x1
-                    )
+                removed = True
             except BackendError as exc:
                 self.log.warning(
                     "delete on close of %s failed: %s",
@@ -424,10 +424,16 @@ class FileServerState:
             backend.close_sync(o.handle)
         except OSError as exc:
             self.log.warning("close failed: %s", exc, extra={"open": o.volatile_id})
+        return removed
+
+    def _removed(self, o: Open) -> None:
+        if self.notify is not None:
+            self.notify.changed(o.file.runtime.name, o.file.components, 2, 0x2 if o.is_dir else 0x1)
 
     async def close(self, o: Open) -> None:
         work = self.detach(o)
-        await o.file.runtime.backend.run(self.finish_close_sync, work)
+        if await o.file.runtime.backend.run(self.finish_close_sync, work):
+            self._removed(o)
 
     def renamed(self, file: FileState, components: Components) -> None:
         file.components = components
@@ -447,7 +453,8 @@ class FileServerState:
 
     def _close_now(self, opens: Sequence[Open]) -> None:
         for o in opens:
-            self.finish_close_sync(self.detach(o))
+            if self.finish_close_sync(self.detach(o)):
+                self._removed(o)
 
     def close_tree(self, tree: TreeConnect) -> None:
         """TREE_DISCONNECT (and a tree going away with its session): close its opens,
