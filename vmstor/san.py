@@ -34,6 +34,7 @@ from scsi.iscsi.server import IscsiServer, Portal, Settings
 from scsi.lun import LogicalUnit
 from scsi.nexus import Nexus
 from scsi.target import Target
+from scsi.vpd import LIMITS as BLOCK_LIMITS
 from vmstor.config import Config, ConfigError, parse_hostport
 from vmstor.statefile import read_json, write_json
 
@@ -277,7 +278,10 @@ class SanService:
                 nop_interval=s.nop_interval,
             ),
         )
-        self.server.settings.session_limits.queue_depth = s.queue_depth
+        limits = self.server.settings.session_limits
+        limits.queue_depth = s.queue_depth
+        limits.max_transfer = BLOCK_LIMITS.max_transfer_bytes
+        limits.max_buffered = max(limits.max_buffered, BLOCK_LIMITS.max_transfer_bytes)
         self._open_luns()
 
     # ----------------------------------------------------------------------- LUNs

@@ -182,7 +182,9 @@ class Limits:
 
     queue_depth: int = 64
     max_buffered: int = 64 * 1024 * 1024  # data-out + expected data-in bytes in flight
-    max_transfer: int = 16 * 1024 * 1024  # largest EDTL accepted for one command
+    # Largest EDTL accepted for one command: the SCSI layer's MAXIMUM TRANSFER LENGTH
+    # (VPD B0h) is 64 MiB; larger transfers get INVALID FIELD IN CDB.
+    max_transfer: int = 64 * 1024 * 1024
 
 
 @dataclass
