@@ -38,6 +38,7 @@ from smbd import crypto
 from smbd.config import SMB3_0_2, SMB3_1_1
 from smbd.wire import close as close_wire
 from smbd.wire import create as create_wire
+from smbd.wire import ioctl as ioctl_wire
 from smbd.wire import negotiate as nego
 from smbd.wire import rw
 from smbd.wire.constants import Capabilities, Command, HeaderFlags, SessionFlags, ShareFlags
@@ -384,6 +385,24 @@ class SMBClient:
     async def close(self, tree_id: int, file_id: tuple[int, int]) -> None:
         body = close_wire.pack_close_request(close_wire.CloseRequest(0, file_id))
         await self._ok(Command.CLOSE, [body], "CLOSE", tree_id=tree_id)
+
+    async def ioctl(
+        self,
+        tree_id: int,
+        ctl_code: int,
+        data: Buffer = b"",
+        *,
+        file_id: tuple[int, int] = (0xFFFF_FFFF_FFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF),
+        max_output: int = 65536,
+    ) -> bytes:
+        """An FSCTL ([MS-SMB2] 2.2.31); its output."""
+        body = ioctl_wire.pack_ioctl_request(
+            ctl_code, file_id, data, max_output_response=max_output
+        )
+        _h, b = await self._ok(
+            Command.IOCTL, [body], "IOCTL", tree_id=tree_id, charge_bytes=max_output
+        )
+        return bytes(ioctl_wire.parse_ioctl_response(b).output)
 
     def _use_rdma(self, tree_id: int, length: int) -> bool:
         return (

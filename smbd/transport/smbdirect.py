@@ -7,7 +7,8 @@ on it exactly as on direct TCP.
 
 READ and WRITE with Channel SMB2_CHANNEL_RDMA_V1 / RDMA_V1_INVALIDATE move their payload
 with RDMA Write / RDMA Read against the client's SMB_DIRECT_BUFFER_DESCRIPTOR_V1 list:
-:func:`read_channel` and :func:`pull_write` are what the READ and WRITE handlers call.
+:func:`note_channel` (right after parsing), :func:`read_channel` and :func:`pull_write`
+are what the READ and WRITE handlers call.
 RDMA_V1_INVALIDATE ([MS-SMBD] 3.1.4.2) is answered with Send with Invalidate of the first
 descriptor's token, whatever the response's status (the client relies on it to have lost
 access to its buffer, as ksmbd learned).  That is done through the request's
@@ -19,7 +20,7 @@ the send that follows carries the invalidation.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import trio
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RdmaRead",
     "SmbDirectTransport",
+    "note_channel",
     "pull_write",
     "read_channel",
     "smbdirect_transport",
@@ -122,7 +124,7 @@ class SmbDirectTransport:
     async def aclose(self) -> None:
         await self.channel.aclose()
 
-    def statistics(self) -> dict[str, object]:
+    def statistics(self) -> dict[str, int | str]:
         return {
             **self.channel.statistics(),
             "rdma_requests": self.rdma_requests,
@@ -178,10 +180,9 @@ def _check_channel(
     return transport
 
 
-def _on_response(req: Request, transport: SmbDirectTransport, invalidate: int | None) -> None:
-    """When the response is built: give the payload slot back and, for
-    RDMA_V1_INVALIDATE, make its send a Send with Invalidate."""
-    transport.rdma_requests += 1
+def _when_response_built(req: Request, action: Callable[[], None]) -> None:
+    """Run ``action`` once, when the core builds the response to ``req`` (success or
+    error), right before it is sent."""
     previous = req.on_response
     done = False
 
@@ -189,14 +190,32 @@ def _on_response(req: Request, transport: SmbDirectTransport, invalidate: int | 
         nonlocal done
         if previous is not None:
             previous(sent)
-        if done:
-            return
-        done = True
-        transport.payload_slots.release()
-        if invalidate is not None:
-            transport.invalidate_with_next_send(invalidate)
+        if not done:
+            done = True
+            action()
 
     req.on_response = hook
+
+
+def note_channel(req: Request, channel: int, descriptors: Sequence[rw.BufferDescriptor]) -> None:
+    """Call right after parsing a READ or WRITE: with SMB2_CHANNEL_RDMA_V1_INVALIDATE on
+    SMB Direct, the response, whatever its status, goes as Send with Invalidate of the
+    first descriptor's token ([MS-SMBD] 3.1.4.2): the client takes its buffer back either
+    way."""
+    if channel != rw.Channel.RDMA_V1_INVALIDATE or not descriptors:
+        return
+    if req.connection.dialect <= SMB3_0:
+        return
+    transport = smbdirect_transport(req)
+    if transport is not None:
+        token = descriptors[0].token
+        _when_response_built(req, lambda: transport.invalidate_with_next_send(token))
+
+
+async def _take_payload_slot(req: Request, transport: SmbDirectTransport) -> None:
+    await transport.payload_slots.acquire()
+    transport.rdma_requests += 1
+    _when_response_built(req, transport.payload_slots.release)
 
 
 def _descriptors(descs: Sequence[rw.BufferDescriptor]) -> list[BufferDescriptorV1]:
@@ -250,9 +269,7 @@ async def read_channel(req: Request, r: rw.ReadRequest) -> RdmaRead | None:
                 f"MaxFragmentedSize {inline.max_send_size}",
             )
         return None
-    await transport.payload_slots.acquire()
-    invalidate = r.channel_info[0].token if r.channel == rw.Channel.RDMA_V1_INVALIDATE else None
-    _on_response(req, transport, invalidate)
+    await _take_payload_slot(req, transport)
     return RdmaRead(transport, _descriptors(r.channel_info))
 
 
@@ -264,9 +281,7 @@ async def pull_write(req: Request, w: rw.WriteRequest) -> rw.WriteRequest:
     transport = _check_channel(req, w.channel, w.channel_info, length)
     if transport is None:
         return w
-    await transport.payload_slots.acquire()
-    invalidate = w.channel_info[0].token if w.channel == rw.Channel.RDMA_V1_INVALIDATE else None
-    _on_response(req, transport, invalidate)
+    await _take_payload_slot(req, transport)
     if len(w.data):
         raise _smb_error(NTStatus.INVALID_PARAMETER, "RDMA WRITE with inline data")
     if length > req.connection.max_write_size:

@@ -33,6 +33,7 @@ _NOTIFY_SIZE_WRITE = 0x8 | 0x10  # FILE_NOTIFY_CHANGE_SIZE | LAST_WRITE
 
 async def handle_read(req: Request) -> Response:
     r = rw.parse_read_request(req.body)
+    smbdirect.note_channel(req, r.channel, r.channel_info)
     o = lookup(req, r.file_id)
     if o.is_dir:
         raise SMBError(NTStatus.INVALID_DEVICE_REQUEST, "READ on a directory")
@@ -61,6 +62,7 @@ async def handle_read(req: Request) -> Response:
 
 async def handle_write(req: Request) -> Response:
     w = rw.parse_write_request(req.body)
+    smbdirect.note_channel(req, w.channel, w.channel_info)
     o = lookup(req, w.file_id)
     if o.is_dir:
         raise SMBError(NTStatus.INVALID_DEVICE_REQUEST, "WRITE on a directory")
