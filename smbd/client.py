@@ -81,19 +81,22 @@ class _TcpLink:
         self.stream = stream
 
     async def send(self, parts: Sequence[Buffer]) -> None:
-        total = sum(len(p) for p in parts)
-        await self.stream.send_all(_PREFIX.pack(total))
-        for p in parts:
-            await self.stream.send_all(p)
+        views = [memoryview(_PREFIX.pack(sum(len(p) for p in parts)))]
+        views += [memoryview(p).cast("B") for p in parts if len(p)]
+        while views:
+            sent = await self.stream.socket.sendmsg(views)
+            while views and sent >= len(views[0]):
+                sent -= len(views.pop(0))
+            if views and sent:
+                views[0] = views[0][sent:]
 
     async def _exactly(self, view: memoryview) -> None:
         got = 0
         while got < len(view):
-            chunk = await self.stream.receive_some(len(view) - got)
-            if not chunk:
+            n = await self.stream.socket.recv_into(view[got:])
+            if not n:
                 raise EOFError("the server closed the connection")
-            view[got : got + len(chunk)] = chunk
-            got += len(chunk)
+            got += n
 
     async def receive(self) -> memoryview:
         prefix = bytearray(4)
@@ -137,6 +140,7 @@ class SMBClient:
         self.credits = 1
         self.dialect = 0
         self.session_id = 0
+        self.signing = True  # sign requests once the session has a key
         self.signing_key = b""
         self.signing_algorithm = crypto.AES_CMAC
         self.cipher = 0
@@ -208,7 +212,7 @@ class SMBClient:
                 signature=bytes(16),
             )
             encrypt = self._encrypts(tree_id) and command != Command.SESSION_SETUP
-            signed = sign and bool(self.signing_key) and not encrypt
+            signed = sign and self.signing and bool(self.signing_key) and not encrypt
             if signed:
                 header = header._replace(flags=HeaderFlags.SIGNED)
             hdr = pack_header(header)
