@@ -620,7 +620,33 @@ class PosixShare:
         if not (st.S_ISREG(s.st_mode) or st.S_ISDIR(s.st_mode)):
             return None
         dos = self._load_dosattrib(directory.fd, f"/proc/self/fd/{directory.fd}/{name}")
-        return self._make_stat(s, dos, name)
+        st_ = self._make_stat(s, dos, name)
+        if not st_.is_dir and st_.allocation_size > _round_up(s.st_size, s.st_blksize):
+            data = self._entry_fiemap(directory.fd, name, s)
+            if data is not None:
+                st_ = st_._replace(allocation_size=data)
+        return st_
+
+    def _entry_fiemap(self, dirfd: int, name: str, s: os.stat_result) -> int | None:
+        """FIEMAP of a directory entry, opened without following links or opening anything
+        that is not the regular file just stat'ed."""
+        try:
+            pfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | _O_CLOEXEC, dir_fd=dirfd)
+        except OSError:
+            return None
+        try:
+            p = os.fstat(pfd)
+            if not st.S_ISREG(p.st_mode) or (p.st_dev, p.st_ino) != (s.st_dev, s.st_ino):
+                return None
+            fd = self._reopen(pfd, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            return None
+        finally:
+            os.close(pfd)
+        try:
+            return _fiemap_bytes(fd)
+        finally:
+            os.close(fd)
 
     def set_basic_sync(
         self,

@@ -95,5 +95,8 @@ def test_xattr_blocks_are_not_allocation(share: PosixShare) -> None:
         share.set_ea_sync(h, f"EA{i}".encode(), b"v" * 200)
     assert os.fstat(h.fd).st_blocks > 0  # the xattr block
     assert share.stat_sync(h).allocation_size == 0
+    root = share.open_sync((), Disposition.OPEN, 0, want_write=False).handle
+    entry = share.stat_entry_sync(root, "f")
+    assert entry is not None and entry.allocation_size == 0  # listings agree
     share.set_allocation_sync(h, MiB)
     assert share.stat_sync(h).allocation_size >= MiB
