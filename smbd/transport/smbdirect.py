@@ -152,11 +152,11 @@ def _check_channel(
 ) -> SmbDirectTransport | None:
     """[MS-SMB2] 3.3.5.12 / 3.3.5.13 channel checks; the transport for an RDMA channel,
     None for SMB2_CHANNEL_NONE."""
-    if channel == rw.Channel.NONE:
-        return None
     dialect = req.connection.dialect
+    if channel == rw.Channel.NONE or dialect < SMB3_0:
+        return None  # 2.0.2 and 2.1: Channel is reserved, and ignored ([MS-SMB2] 2.2.19)
     allowed = RDMA_CHANNELS if dialect > SMB3_0 else (rw.Channel.RDMA_V1,)
-    if dialect < SMB3_0 or channel not in allowed:
+    if channel not in allowed:
         raise _smb_error(NTStatus.INVALID_PARAMETER, f"Channel 0x{channel:x}")
     transport = smbdirect_transport(req)
     if transport is None:

@@ -34,10 +34,12 @@ from smbd.client import SMBClient, SMBClientError
 from smbd.config import ServerConfig, ShareConfig
 from smbd.server import SMBServer
 from smbd.transport.smbdirect import SmbDirectTransport
+from smbd.wire import create as create_wire
 from smbd.wire import fsctl, rw
 from smbd.wire.constants import Command
 from smbd.wire.status import NTStatus
 from tests.smbd.server.conftest import PASSWORD, USER, Creds
+from tests.smbd.server.rawclient import RawClient
 
 MiB = 1 << 20
 FSCTL_QUERY_NETWORK_INTERFACE_INFO = 0x001401FC
@@ -339,3 +341,46 @@ async def _write_ignoring_failure(client: SMBClient, tid: int, fid: tuple[int, i
 async def _read_ignoring_failure(client: SMBClient, tid: int, fid: tuple[int, int]) -> None:
     with suppress(SmbDirectError, SMBClientError):
         await client.read(tid, fid, 0, bytearray(8 * MiB))
+
+
+async def test_3_3_5_12_inline_read_must_fit_the_clients_reassembly(lab: Lab) -> None:
+    """Without an RDMA channel the data goes in the response, which SMB Direct can only
+    carry up to the client's MaxFragmentedSize (1 MiB here)."""
+    client, tid = await lab.rdma_client()
+    fid = await client.create(tid, "inline.bin", create=True)
+    read = rw.ReadRequest(0, 0, 2 * MiB, 0, fid, 0, rw.Channel.NONE, 0)
+    h, _b, _r = await client.call(
+        Command.READ, [rw.pack_read_request(read)], tree_id=tid, charge_bytes=2 * MiB
+    )
+    assert h.status == NTStatus.INVALID_PARAMETER
+    client.rdma_threshold = 1 << 40  # everything inline: the client keeps under 1 MiB
+    await round_trip(client, tid, "inline.bin", 3 * MiB)
+    assert client.rdma_reads == client.rdma_writes == 0
+
+
+async def test_2_2_19_channel_is_ignored_below_smb_3(lab: Lab) -> None:
+    """2.0.2 and 2.1: Channel and ReadChannelInfo are reserved; the server ignores them."""
+    c = await RawClient.connect(lab.tcp_port)
+    try:
+        assert (await c.negotiate((0x0210,))).status == NTStatus.SUCCESS
+        assert (await c.session_setup(USER, PASSWORD)).status == NTStatus.SUCCESS
+        tree = await c.tree_connect(r"\\127.0.0.1\share")
+        tid = tree.header.tree_id
+        req = create_wire.CreateRequest(
+            0, 0, 2, 0, 0x3, 0x80, 0x7, int(create_wire.CreateDisposition.OVERWRITE_IF), 0x40,
+            "legacy.bin", (),
+        )  # fmt: skip
+        r = await c.call(Command.CREATE, create_wire.pack_create_request(req), tree_id=tid)
+        fid = create_wire.parse_create_response(r.body).file_id
+        descs = (rw.BufferDescriptor(0, 0x1234, 4096),)
+        body = rw.pack_write_request(
+            rw.WriteRequest(memoryview(b"old"), 0, fid, rw.Channel.RDMA_V1, 0, 0, descs)
+        )
+        r = await c.call(Command.WRITE, b"".join(bytes(p) for p in body), tree_id=tid)
+        assert r.status == NTStatus.SUCCESS and rw.parse_write_response(r.body)[0] == 3
+        read = rw.ReadRequest(0, 0, 3, 0, fid, 0, rw.Channel.RDMA_V1, 0, descs)
+        r = await c.call(Command.READ, rw.pack_read_request(read), tree_id=tid)
+        assert r.status == NTStatus.SUCCESS
+        assert bytes(rw.parse_read_response(r.body).data) == b"old"
+    finally:
+        await c.aclose()
