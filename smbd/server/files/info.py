@@ -425,12 +425,15 @@ async def _set_eof(req: Request, o: Open, buf: memoryview) -> None:
         files.notify.changed(rt.name, o.file.components, 3, _NOTIFY_SIZE)
 
 
-async def _set_allocation(o: Open, buf: memoryview) -> None:
+async def _set_allocation(req: Request, o: Open, buf: memoryview) -> None:
     require(o, FILE_WRITE_DATA | FILE_APPEND_DATA)
     if o.is_dir:
         raise SMBError(NTStatus.INVALID_PARAMETER, "allocation of a directory")
     size = fscc.parse_allocation_info(buf)
     rt = o.file.runtime
+    files = files_of(req)
+    if files.oplocks is not None:
+        await files.oplocks.break_read_caching(req, o)
     with smb_errors():
         await rt.backend.run(rt.backend.set_allocation_sync, o.handle, size)
 
@@ -454,7 +457,7 @@ async def _set_file(req: Request, o: Open, s: wi.SetInfoRequest) -> None:
     elif cls == C.FileEndOfFileInformation:
         await _set_eof(req, o, buf)
     elif cls == C.FileAllocationInformation:
-        await _set_allocation(o, buf)
+        await _set_allocation(req, o, buf)
     elif cls == C.FilePositionInformation:
         o.position = fscc.parse_position_info(buf)
     elif cls == C.FileModeInformation:

@@ -297,17 +297,17 @@ class LeaseManager:
             if current & delay_mask:
                 delay = True
         for o in oplocks:
-            if oplock_stat:
+            if oplock_stat and not overwrite:
                 continue
-            breaking_to = o.extra.get("oplock_breaking_to")
             current = oplock_to_lease(o.oplock_level)
             break_to = current & ~delay_mask
             if overwrite:
-                break_to = 0
-            break_to &= R  # oplocks break to LEVEL_II or NONE only
+                break_to &= ~(H | R | W)
             if not current & ~break_to:
                 continue
+            break_to &= R  # oplocks break to LEVEL_II or NONE only
             new_level = wc.OplockLevel.II if break_to else wc.OplockLevel.NONE
+            breaking_to = o.extra.get("oplock_breaking_to")
             if breaking_to is not None:
                 o.extra["oplock_breaking_to"] = min(int(breaking_to), int(new_level))
                 if current & delay_mask or not first_attempt:
@@ -358,6 +358,7 @@ class LeaseManager:
             if conn is None:
                 continue
             self._stats["breaks"] += 1
+            log.debug("break sent", extra={"conn": b.connection_id, "session": b.session_id})
             try:
                 await server.send_unsolicited(
                     conn, Command.OPLOCK_BREAK, [b.body], server.sessions.get(b.session_id)
@@ -405,6 +406,8 @@ class LeaseManager:
         acknowledgements (going async), then return so the CREATE re-runs its sharing
         check against what is left."""
         self.server = req.server
+        if file.delete_pending:
+            return  # the CREATE fails with DELETE_PENDING; nothing is broken for it
         key: bytes | None = None
         delete_on_close = False
         try:
@@ -475,8 +478,11 @@ class LeaseManager:
             return wc.OplockLevel.NONE, None
         granted = oplock_to_lease(requested_oplock) & self._allowed(open_, None, None)
         level = lease_to_oplock(granted)
-        if any(self._holds_handle_lease(o) for o in self._others(open_, None, None)):
-            level = wc.OplockLevel.NONE
+        others = [o for o in file.opens if o is not open_ and not o.closed]
+        if any(self._holds_handle_lease(o) for o in others) or any(
+            o.oplock_level in (wc.OplockLevel.EXCLUSIVE, wc.OplockLevel.BATCH) for o in others
+        ):
+            level = wc.OplockLevel.NONE  # no oplock next to a handle lease or an exclusive one
         open_.oplock_level = level
         return level, None
 
@@ -485,14 +491,14 @@ class LeaseManager:
         return not o.granted_access & ~_LEASE_STAT_MASK
 
     def _others(self, open_: Open, guid: bytes | None, key: bytes | None) -> list[Open]:
-        """The other live opens of the file that count against caching: not stat opens,
-        not opens of the lease (guid, key)."""
+        """The other live opens of the file that count against caching: not stat opens
+        that hold nothing, not opens of the lease (guid, key)."""
         return [
             o
             for o in open_.file.opens
             if o is not open_
             and not o.closed
-            and not (self._is_stat_open(o) and o.lease_key is None)
+            and not (self._is_stat_open(o) and o.lease_key is None and not o.oplock_level)
             and not (key is not None and o.lease_key == key and o.client_guid == guid)
         ]
 
@@ -620,11 +626,12 @@ class LeaseManager:
         its read (and handle) caching and every other LEVEL_II oplock breaks to NONE
         ([MS-FSA] 2.1.5.17.3). Nothing waits for these acknowledgements."""
         file = o.file
-        if len(file.opens) < 2:
+        if len(file.opens) < 2 and o.oplock_level != wc.OplockLevel.II:
             return
         self.server = req.server
         breaks: list[_Break] = []
         leases, oplocks = self._other_holders(file, o.client_guid, o.lease_key)
+        oplocks = [x for x in oplocks if x is not o]
         now = trio.current_time()
         for lease in leases:
             if lease.breaking:
@@ -644,6 +651,8 @@ class LeaseManager:
                 self._set_lease_state(lease, 0)
                 if route is not None:
                     breaks.append(self._lease_break(lease, route, old, 0, 0))
+        if o.lease_key is None and o.oplock_level == wc.OplockLevel.II:
+            oplocks.append(o)  # a LEVEL_II holder writing breaks its own oplock too
         for other in oplocks:
             if other.oplock_level != wc.OplockLevel.II:
                 continue
