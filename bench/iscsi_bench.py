@@ -6,9 +6,10 @@ LUN, and runs the same userspace initiators against both:
 - iscsi-perf: 1 MiB sequential reads at queue depth 16, 4 KiB random reads at QD 32;
 - qemu-img bench (QEMU's libiscsi driver): 1 MiB sequential writes and reads at QD 16.
 
-Prints MiB/s or IOPS for each peer and the vmstor/tgt ratio.
+Each test runs ``--rounds`` times, alternating the peers; the median is printed (MiB/s or
+IOPS) with the vmstor/tgt ratio.
 
-    python3 -m bench.iscsi_bench [--secs 10]
+    python3 -m bench.iscsi_bench [--secs 5] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -107,7 +109,8 @@ def qemu_bench(portal: str, iqn: str, lun: int, initiator: str, write: bool) -> 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--secs", type=int, default=10)
+    ap.add_argument("--secs", type=int, default=5, help="seconds per iscsi-perf run")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved runs per test")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="iscsi-bench-") as tmp:
         root = Path(tmp)
@@ -146,7 +149,12 @@ def main() -> int:
             ]
             print(f"{'test':40} {'unit':6} {'tgt':>10} {'vmstor':>10} {'ratio':>7}")
             for name, unit, fn in tests:
-                res = {peer: fn(*spec) for peer, spec in peers.items()}
+                # Interleaved rounds, median per peer: the machine is shared and noisy.
+                runs: dict[str, list[float]] = {peer: [] for peer in peers}
+                for _ in range(args.rounds):
+                    for peer, spec in peers.items():
+                        runs[peer].append(fn(*spec))
+                res = {peer: statistics.median(v) for peer, v in runs.items()}
                 ratio = res["vmstor"] / res["tgt"] if res["tgt"] else 0.0
                 print(
                     f"{name:40} {unit:6} {res['tgt']:10.0f} {res['vmstor']:10.0f} {ratio:7.2f}",
