@@ -224,10 +224,11 @@ class IscsiServer:
     # ------------------------------------------------------------------------ internals
 
     async def _accept_loop(self, listener: trio.SocketListener, portal: Portal) -> None:
-        async with trio.open_nursery() as nursery:
-            while True:
-                stream = await listener.accept()
-                nursery.start_soon(self._connection, stream, portal)
+        # trio.serve_listeners rides out EMFILE/ENFILE (it waits and retries).
+        async def handler(stream: trio.SocketStream) -> None:
+            await self._connection(stream, portal)
+
+        await trio.serve_listeners(handler, [listener])
 
     def _new_tsih(self) -> int:
         for _ in range(0x10000):
