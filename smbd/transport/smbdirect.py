@@ -29,7 +29,7 @@ from rdma.smbdirect import BufferDescriptorV1, ChannelClosed, SmbDirectChannel, 
 from rdma.smbdirect.transport import MAX_DESCRIPTORS
 from smbd.config import SMB3_0
 from smbd.crypto import TRANSFORM_HEADER_SIZE
-from smbd.transport.base import Buffer, FramingError, TransportClosed
+from smbd.transport.base import Buffer, TransportClosed
 from smbd.wire import rw
 from smbd.wire.header import HEADER_SIZE
 from smbd.wire.status import NTStatus
@@ -110,7 +110,8 @@ class SmbDirectTransport:
         token, self._invalidate = self._invalidate, None
         total = sum(len(p) for p in parts)
         if total > self.max_send_size:
-            raise FramingError(
+            # nothing can carry it: the connection ends (as on TCP past 16 MiB)
+            raise TransportClosed(
                 f"a {total}-byte message exceeds the client's MaxFragmentedSize "
                 f"{self.max_send_size}"
             )
