@@ -882,6 +882,8 @@ class Connection:
 def _segments(chunks: Sequence[Buffer], total: int, limit: int) -> list[list[memoryview]]:
     """Split the first ``total`` bytes of ``chunks`` into PDUs of at most ``limit`` bytes,
     as memoryview slices (no copy)."""
+    if len(chunks) == 1 and total <= limit:  # the common case: one buffer, one PDU
+        return [[memoryview(chunks[0]).cast("B")[:total]]]
     out: list[list[memoryview]] = []
     cur: list[memoryview] = []
     room = limit

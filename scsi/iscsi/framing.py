@@ -65,20 +65,8 @@ class Framer:
         Raises a fatal :class:`PduError` when the data segment exceeds what this side
         declared it can receive (the stream cannot be trusted after that).
         """
-        ahs, dsl = pdu.lengths(bhs)
-        if dsl > self.max_recv_data:
-            raise PduError(
-                RejectReason.PROTOCOL_ERROR,
-                f"data segment of {dsl} bytes exceeds MaxRecvDataSegmentLength "
-                f"{self.max_recv_data}",
-                fatal=True,
-            )
-        n = ahs + dsl + pdu.pad4(dsl)
-        if self.header_digest:
-            n += 4
-        if self.data_digest and dsl:
-            n += 4
-        return n
+        head, dsl, tail = self.split(bhs)
+        return head + dsl + tail
 
     def finish(self, bhs: memoryview | bytes | bytearray, rest: memoryview) -> Received:
         """Check digests and decode. Raises :class:`PduError` (or DigestError)."""
@@ -93,6 +81,13 @@ class Framer:
         """Sizes of the three parts after the BHS: (AHS + header digest, data, padding +
         data digest), so a driver can receive the data straight into its destination."""
         ahs_len, dsl = pdu.lengths(bhs)
+        if dsl > self.max_recv_data:
+            raise PduError(
+                RejectReason.PROTOCOL_ERROR,
+                f"data segment of {dsl} bytes exceeds MaxRecvDataSegmentLength "
+                f"{self.max_recv_data}",
+                fatal=True,
+            )
         head = ahs_len + (4 if self.header_digest else 0)
         tail = pdu.pad4(dsl) + (4 if self.data_digest and dsl else 0)
         return head, dsl, tail

@@ -612,10 +612,10 @@ class _SocketIO:
         header = bytearray(pdu.BHS_LENGTH)
         await self.read_into(memoryview(header))
         try:
-            size = framer.rest_size(header)
+            head, dsl, tail = framer.split(header)
         except PduError as e:
             raise _FramedError(e, bytes(header)) from None
-        head, dsl, tail = framer.split(header)
+        size = head + dsl + tail
         dest = destination(header) if destination is not None and dsl >= 16384 else None
         try:
             if dest is None:
