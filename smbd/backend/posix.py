@@ -181,6 +181,16 @@ _FIEMAP_EXTENT = struct.Struct("=QQQQQIIII")
 _FIEMAP_MAX_EXTENTS = 64
 
 
+def _exists(dirfd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # let the real lookup report it
+    return True
+
+
 def _round_up(n: int, unit: int) -> int:
     return -(-n // unit) * unit if unit else n
 
@@ -241,10 +251,12 @@ class PosixShare:
         read_only: bool = False,
         limiter: trio.CapacityLimiter | None = None,
         hide_dot_files: bool = True,
+        case_insensitive: bool = True,
     ) -> None:
         self.root = Path(root)
         self.read_only = read_only
         self.hide_dot_files = hide_dot_files
+        self.case_insensitive = case_insensitive
         self._limiter = limiter if limiter is not None else trio.CapacityLimiter(16)
         with os_errors(f"share root {self.root}"):
             self._root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | _O_CLOEXEC)
@@ -286,6 +298,55 @@ class PosixShare:
             raise
         return fd
 
+    def _resolve(self, components: Components) -> tuple[int, Components]:
+        """Walk to the parent of ``components`` and name the entry they mean: with
+        ``case_insensitive`` (NTFS semantics, the default) a component that does not exist
+        as sent is matched against the directory's names ignoring case, the exact name
+        winning. Returns the parent's O_PATH fd and the components as they are on disk
+        (the last one as sent when nothing matches: a name to create). Every lookup stays
+        an ``openat`` relative to an fd inside the share, so confinement is unchanged."""
+        fd = os.dup(self._root_fd)
+        resolved: list[str] = []
+        try:
+            for i, name in enumerate(components):
+                last = i == len(components) - 1
+                actual = name
+                if self.case_insensitive and not _exists(fd, name):
+                    actual = self._lookup_case(fd, name) or name
+                if last:
+                    resolved.append(actual)
+                    break
+                try:
+                    nfd = os.open(actual, _O_DIR_PATH, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                        raise BackendError(NTStatus.OBJECT_PATH_NOT_FOUND, name) from exc
+                    raise BackendError(status_for_errno(exc.errno), name) from exc
+                os.close(fd)
+                fd = nfd
+                resolved.append(actual)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, tuple(resolved)
+
+    def _lookup_case(self, dirfd: int, name: str) -> str | None:
+        """The entry of ``dirfd`` equal to ``name`` ignoring case (first in sorted order
+        when several are), or None."""
+        try:
+            rfd = self._reopen(dirfd, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return None
+        try:
+            names = os.listdir(rfd)
+        except OSError:
+            return None
+        finally:
+            os.close(rfd)
+        key = name.upper()
+        matches = sorted(n for n in names if n.upper() == key)
+        return matches[0] if matches else None
+
     def _reopen(self, pfd: int, flags: int) -> int:
         return os.open(f"/proc/self/fd/{pfd}", flags | _O_CLOEXEC)
 
@@ -320,7 +381,7 @@ class PosixShare:
             raise BackendError(NTStatus.INVALID_PARAMETER, "directory with overwrite disposition")
         if not components:
             return self._open_root(disposition, opts)
-        parent = self._walk(components[:-1])
+        parent, components = self._resolve(components)
         try:
             for _attempt in range(4):  # a create/delete race with another client retries
                 result = self._open_in(
@@ -930,25 +991,31 @@ class PosixShare:
             raise BackendError(NTStatus.INVALID_PARAMETER, "directory into itself")
         src_dir = self._walk(handle.components[:-1])
         try:
-            dst_dir = self._walk(target[:-1])
+            dst_dir, resolved = self._resolve(target)
             try:
                 self._check_same(src_dir, handle.components[-1], handle)
-                src, dst = handle.components[-1], target[-1]
-                if target == handle.components:
+                src, dst, found = handle.components[-1], target[-1], resolved[-1]
+                if (*resolved[:-1], dst) == handle.components:
                     return
                 try:
-                    existing = os.stat(dst, dir_fd=dst_dir, follow_symlinks=False)
+                    existing = os.stat(found, dir_fd=dst_dir, follow_symlinks=False)
                 except FileNotFoundError:
                     existing = None
                 except OSError as exc:
                     raise BackendError(status_for_errno(exc.errno), dst) from exc
-                if existing is not None and (existing.st_dev, existing.st_ino) != handle.key:
+                if existing is not None and (existing.st_dev, existing.st_ino) == handle.key:
+                    existing = None  # a change of case of the file's own name
+                if existing is not None:
                     if not replace:
                         raise BackendError(NTStatus.OBJECT_NAME_COLLISION, dst)
                     if st.S_ISDIR(existing.st_mode) or handle.is_dir:
                         raise BackendError(
                             NTStatus.ACCESS_DENIED, f"{dst}: cannot replace a directory"
                         )
+                    if found != dst:  # replacing a name that differs only in case
+                        with os_errors(found):
+                            os.unlink(found, dir_fd=dst_dir)
+                        existing = None
                 try:
                     if existing is None:
                         rename_noreplace(src_dir, src, dst_dir, dst)
@@ -958,7 +1025,7 @@ class PosixShare:
                     if exc.errno == errno.EEXIST:
                         raise BackendError(NTStatus.OBJECT_NAME_COLLISION, dst) from exc
                     raise BackendError(status_for_errno(exc.errno), dst) from exc
-                handle.components = target
+                handle.components = (*resolved[:-1], dst)
             finally:
                 os.close(dst_dir)
         finally:
@@ -969,11 +1036,11 @@ class PosixShare:
         if not target:
             return None
         try:
-            parent = self._walk(target[:-1])
+            parent, resolved = self._resolve(target)
         except BackendError:
             return None
         try:
-            s = os.stat(target[-1], dir_fd=parent, follow_symlinks=False)
+            s = os.stat(resolved[-1], dir_fd=parent, follow_symlinks=False)
             return (s.st_dev, s.st_ino)
         except OSError:
             return None

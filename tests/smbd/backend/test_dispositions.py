@@ -146,3 +146,37 @@ def test_unlink_refuses_a_replaced_name(share: PosixShare, share_root: Path) -> 
         share.unlink_sync(h)
     assert ei.value.status == NTStatus.FILE_RENAMED
     assert (share_root / "f").read_bytes() == b"2"
+
+
+def test_names_match_ignoring_case_and_keep_their_case(share: PosixShare, share_root: Path) -> None:
+    """NTFS semantics: lookups ignore case, names keep the case they were created with."""
+    (share_root / "Dir").mkdir()
+    (share_root / "Dir" / "File.TXT").write_bytes(b"x")
+    r = share.open_sync(("dir", "file.txt"), D.OPEN, 0, want_write=False)
+    assert r.handle.components == ("Dir", "File.TXT")
+    r2 = share.open_sync(("DIR", "New.txt"), D.CREATE, 0, want_write=True)
+    assert r2.handle.components == ("Dir", "New.txt")
+    assert (share_root / "Dir" / "New.txt").exists()
+    with pytest.raises(BackendError) as ei:
+        share.open_sync(("dir", "FILE.txt"), D.CREATE, 0, want_write=True)
+    assert ei.value.status == NTStatus.OBJECT_NAME_COLLISION
+    share.rename_sync(r.handle, ("Dir", "FILE.txt"), replace=False)  # a change of case
+    assert sorted(os.listdir(share_root / "Dir")) == ["FILE.txt", "New.txt"]
+    with pytest.raises(BackendError) as ei:
+        share.rename_sync(r.handle, ("dir", "new.TXT"), replace=False)
+    assert ei.value.status == NTStatus.OBJECT_NAME_COLLISION
+    share.rename_sync(r.handle, ("dir", "new.TXT"), replace=True)
+    assert sorted(os.listdir(share_root / "Dir")) == ["new.TXT"]
+    exact = PosixShare(share_root, case_insensitive=False)
+    try:
+        with pytest.raises(BackendError):
+            exact.open_sync(("dir",), D.OPEN, 0, want_write=False)
+    finally:
+        exact.close()
+
+
+def test_case_matching_never_follows_symlinks(share: PosixShare, share_root: Path) -> None:
+    (share_root / "Link").symlink_to(share_root.parent / "outside")
+    with pytest.raises(BackendError) as ei:
+        share.open_sync(("link", "secret"), D.OPEN, 0, want_write=False)
+    assert ei.value.status == NTStatus.OBJECT_PATH_NOT_FOUND
