@@ -306,3 +306,37 @@ async def test_config_open_initiators_see_every_lun(config: Path) -> None:
         nursery.cancel_scope.cancel()
     cli(config, "vsan", "create", "other")  # saving the fabric keeps config names out
     assert "iqn.2026-11.host:h1" not in (config.parent / "state/san/fabric.json").read_text()
+
+
+async def test_rfc7143_6_3_5_session_reinstatement_closes_the_old_session(config: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        service, ports = await start(config, nursery)
+        vm1, _ = names(service, "vm1")
+        old = await Initiator.connect(ports[0], vm1)
+        await old.login(IQN)
+        new = await Initiator.connect(ports[0], vm1)
+        new.isid = old.isid  # same initiator port: the old session is reinstated
+        await new.login(IQN)
+        with trio.fail_after(5), pytest.raises(EOFError):
+            await old.recv()
+        assert len(service.server.sessions) == 1
+        await old.stream.aclose()
+        await new.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_rfc7143_11_19_unanswered_nop_in_pings_end_the_connection(config: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        service, ports = await start(config, nursery)
+        service.server.settings.nop_interval = 0.05
+        vm1, _ = names(service, "vm1")
+        ini = await Initiator.connect(ports[0], vm1)
+        await ini.login(IQN)
+        with trio.fail_after(5):
+            rx = await ini.recv()
+            assert isinstance(rx.record, pdu.NopIn) and rx.record.itt == 0xFFFFFFFF
+            with pytest.raises(EOFError):  # not answered: the target drops the connection
+                while True:
+                    await ini.recv()
+        await ini.stream.aclose()
+        nursery.cancel_scope.cancel()
