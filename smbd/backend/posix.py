@@ -13,6 +13,11 @@ the share are therefore not followed at all (Samba's ``wide links = no`` plus ``
 symlinks = no``); enumeration leaves them out. ``..``, ``.``, empty components, absolute
 names, NULs and NTFS-invalid characters never reach the kernel (see :mod:`.paths`).
 
+Case. Names are created in the case the client sent and looked up as NTFS does: a
+component that does not exist as sent is matched against its directory's names ignoring
+case (the exact name wins). The match only chooses which name of an fd-confined directory
+the next ``openat`` uses, so confinement is unchanged.
+
 Opening an existing name is done in two steps: ``O_PATH | O_NOFOLLOW`` gives an fd for
 whatever the name is without side effects, ``fstat`` checks it is a regular file or a
 directory (never a device, FIFO or socket, whose open could block or act), and the file is
@@ -112,6 +117,7 @@ class FileStat(NamedTuple):
     dev: int
     nlink: int
     is_dir: bool
+    ea_size: int = 0  # bytes of the FILE_FULL_EA_INFORMATION list of its EAs
 
 
 class FsInfo(NamedTuple):
@@ -660,6 +666,9 @@ class PosixShare:
             s = os.fstat(handle.fd)
         name = handle.components[-1] if handle.components else ""
         st = self._make_stat(s, self._load_dosattrib(handle.fd), name)
+        ea = self._ea_size(handle.fd)
+        if ea:
+            st = st._replace(ea_size=ea)
         if not st.is_dir and st.allocation_size > _round_up(s.st_size, s.st_blksize):
             # More blocks than the data needs: space reserved past the end of file, or an
             # external xattr block (which is not the file's allocation). FIEMAP tells.
@@ -682,6 +691,9 @@ class PosixShare:
             return None
         dos = self._load_dosattrib(directory.fd, f"/proc/self/fd/{directory.fd}/{name}")
         st_ = self._make_stat(s, dos, name)
+        ea = self._ea_size(f"/proc/self/fd/{directory.fd}/{name}")
+        if ea:
+            st_ = st_._replace(ea_size=ea)
         if not st_.is_dir and st_.allocation_size > _round_up(s.st_size, s.st_blksize):
             data = self._entry_fiemap(directory.fd, name, s)
             if data is not None:
@@ -799,6 +811,28 @@ class PosixShare:
                         continue
                     out.append((key[len(EA_XATTR_PREFIX) :].encode("ascii", "replace"), value))
         return sorted(out)
+
+    def _ea_size(self, target: int | str) -> int:
+        """FileEaInformation.EaSize of a file (an fd, or a path that is not followed)."""
+        if not self._xattrs:
+            return 0
+        try:
+            if isinstance(target, int):
+                keys = os.listxattr(target)
+            else:
+                keys = os.listxattr(target, follow_symlinks=False)
+            sizes = []
+            for key in keys:
+                if key.startswith(EA_XATTR_PREFIX):
+                    if isinstance(target, int):
+                        value = os.getxattr(target, key)
+                    else:
+                        value = os.getxattr(target, key, follow_symlinks=False)
+                    sizes.append(8 + len(key) - len(EA_XATTR_PREFIX) + 1 + len(value))
+        except OSError:
+            return 0
+        # entries are 4-byte aligned except the last ([MS-FSCC] 2.4.15)
+        return sum(_round_up(n, 4) for n in sizes[:-1]) + (sizes[-1] if sizes else 0)
 
     def set_ea_sync(self, handle: FileHandle, name: bytes, value: bytes) -> None:
         """Set one EA; an empty value deletes it ([MS-FSA] 2.1.5.14.5)."""

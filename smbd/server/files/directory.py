@@ -34,6 +34,7 @@ def _entry(name: str, st: FileStat) -> fscc.DirEntry:
         allocation_size=st.allocation_size,
         file_attributes=st.attributes,
         file_id=st.file_id,
+        ea_size=st.ea_size,
         short_name=_short(name),
     )
 

@@ -8,7 +8,7 @@ from smbd.server.request import SMBError
 from smbd.wire import fscc
 from smbd.wire.status import NTStatus
 
-__all__ = ["apply_eas_sync", "ea_list_sync", "ea_size_sync", "validate"]
+__all__ = ["apply_eas_sync", "ea_list_sync", "validate"]
 
 _INVALID = frozenset(b'"*+,/:;<=>?[\\]|') | frozenset(range(0x20)) | frozenset(range(0x80, 0x100))
 
@@ -33,8 +33,3 @@ def ea_list_sync(backend: PosixShare, handle: FileHandle) -> bytes:
     return fscc.pack_full_ea_info(
         [fscc.EaEntry(name, value) for name, value in backend.list_eas_sync(handle)]
     )
-
-
-def ea_size_sync(backend: PosixShare, handle: FileHandle) -> int:
-    """FileEaInformation.EaSize: the bytes a full EA query would return (0 without EAs)."""
-    return len(ea_list_sync(backend, handle))

@@ -235,10 +235,7 @@ async def _query_file(req: Request, o: Open, q: wi.QueryInfoRequest) -> Response
         raise SMBError(NTStatus.NOT_SUPPORTED)
     with smb_errors():
         st = await rt.backend.stat(o.handle)
-        ea_size = 0
-        if cls in (C.FileEaInformation, C.FileAllInformation):
-            ea_size = await rt.backend.run(eas.ea_size_sync, rt.backend, o.handle)
-    return _fit(_file_class(o, cls, st, ea_size), _FIXED[C(cls)], q.output_buffer_length)
+    return _fit(_file_class(o, cls, st, st.ea_size), _FIXED[C(cls)], q.output_buffer_length)
 
 
 async def _query_fs(req: Request, o: Open, q: wi.QueryInfoRequest) -> Response:
