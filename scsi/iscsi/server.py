@@ -108,7 +108,11 @@ class Session:
     wake: trio.Event = field(default_factory=trio.Event)  # output is waiting for the writer
     aen_pending: bool = False  # an Async Message for REPORTED LUNS DATA HAS CHANGED is queued
     scopes: dict[int, trio.CancelScope] = field(default_factory=dict)
-    done: dict[int, trio.Event] = field(default_factory=dict)
+    finished: trio.Event = field(default_factory=trio.Event)  # set when any task ends
+    jobs: list[Task] = field(default_factory=list)  # ready, waiting for a worker
+    work: trio.Event = field(default_factory=trio.Event)  # jobs is not empty
+    workers: int = 0
+    idle: int = 0
 
     def info(self) -> dict[str, Any]:
         p = self.login.params
@@ -455,10 +459,13 @@ class IscsiServer:
 
     async def _event(self, io: _SocketIO, s: Session, ev: object, nursery: trio.Nursery) -> None:
         if isinstance(ev, Execute):
-            scope = trio.CancelScope()
-            s.scopes[ev.task.itt] = scope
-            s.done[ev.task.itt] = trio.Event()
-            nursery.start_soon(self._run, io, s, ev.task, scope)
+            # Tasks run on per-session workers (started on demand, at most one per
+            # outstanding command), cheaper than a new trio task per command.
+            s.jobs.append(ev.task)
+            s.work.set()
+            if s.idle < len(s.jobs) and s.workers <= self.settings.session_limits.queue_depth:
+                s.workers += 1
+                nursery.start_soon(self._worker, io, s)
         elif isinstance(ev, ManageTasks):
             await self._tmf(io, s, ev)
         elif isinstance(ev, Logout):
@@ -471,8 +478,25 @@ class IscsiServer:
             self.log.info("closing session %d: %s", s.tsih, ev.reason)
             s.cancel.cancel()
 
-    async def _run(self, io: _SocketIO, s: Session, task: Task, scope: trio.CancelScope) -> None:
+    async def _worker(self, io: _SocketIO, s: Session) -> None:
+        while True:
+            while not s.jobs:
+                s.idle += 1
+                try:
+                    await s.work.wait()
+                finally:
+                    s.idle -= 1
+                if not s.jobs:
+                    s.work = trio.Event()
+            task = s.jobs.pop(0)
+            if not s.jobs:
+                s.work = trio.Event()
+            if s.conn.tasks.get(task.itt) is task:  # not aborted while it waited
+                await self._run(io, s, task)
+
+    async def _run(self, io: _SocketIO, s: Session, task: Task) -> None:
         assert s.nexus is not None
+        scope = s.scopes[task.itt] = trio.CancelScope()
         try:
             with scope:
                 result = await self.target.execute(
@@ -482,28 +506,24 @@ class IscsiServer:
                     return  # aborted while the backend finished: no response (SAM-5 7.2)
                 s.conn.complete(task, result)
                 s.wake.set()
-        except _GONE:
-            s.cancel.cancel()
         finally:
             s.conn.abandon(task)
-            s.scopes.pop(task.itt, None)
-            ev = s.done.pop(task.itt, None)
-            if ev is not None:
-                ev.set()
+            del s.scopes[task.itt]
+            s.finished.set()
+            s.finished = trio.Event()
 
     async def _cancel_tasks(self, s: Session, tasks: Sequence[Task]) -> None:
-        waits = []
+        """Abort ``tasks``: running ones are cancelled and awaited, the others forgotten."""
+        running = []
         for t in tasks:
             scope = s.scopes.get(t.itt)
             if scope is not None:
                 scope.cancel()
-                ev = s.done.get(t.itt)
-                if ev is not None:
-                    waits.append(ev)
+                running.append(t.itt)
             else:
                 s.conn.abandon(t)
-        for ev in waits:
-            await ev.wait()
+        while any(itt in s.scopes for itt in running):
+            await s.finished.wait()
 
     async def _tmf(self, io: _SocketIO, s: Session, ev: ManageTasks) -> None:
         req = ev.request
