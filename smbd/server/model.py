@@ -30,6 +30,9 @@ DIALECT_TEXT = {
 }
 
 
+LOGGED_OFF_KEPT = 8
+
+
 class ConnState(enum.Enum):
     """Where a connection is in the negotiate exchange ([MS-SMB2] 3.3.5.3, 3.3.5.4)."""
 
@@ -105,6 +108,10 @@ class Connection:
         self.pending_async: dict[int, Request] = {}
         # Binding exchanges in progress on this connection, by SessionId.
         self.bindings: dict[int, Any] = {}
+        # Sessions logged off on this connection, newest last (at most LOGGED_OFF_KEPT):
+        # a signed request that still names one is answered USER_SESSION_DELETED, signed
+        # with its old key, since a client that requires signing rejects it unsigned.
+        self.logged_off: dict[int, Session] = {}
         self.closed = False
 
     @property

@@ -94,13 +94,14 @@ class ChainRun(ChainState):
     """One received message being processed: its chain state plus the responses built so
     far and the session whose key decrypted it."""
 
-    __slots__ = ("encrypted_by", "index", "out")
+    __slots__ = ("encrypted_by", "has_more", "index", "out")
 
     def __init__(self, encrypted_by: Session | None) -> None:
         super().__init__()
         self.encrypted_by = encrypted_by
         self.out: list[tuple[OutMessage, Session | None]] = []
         self.index = 0
+        self.has_more = False  # requests follow the current one in the chain
 
 
 class RequestState:
@@ -264,6 +265,7 @@ class ConnectionProcessor:
             else:
                 end = len(msg)
             chain.index = index
+            chain.has_more = bool(nxt)
             was = self.conn.state
             result = await self._process_request(msg[offset:end], header, chain, index)
             if was is not self.conn.state and self.on_negotiated is not None:
@@ -320,8 +322,8 @@ class ConnectionProcessor:
         resp: Response
         try:
             try:
-                if related and index == 0:
-                    related = False  # the first request has nothing to relate to
+                if not related:
+                    chain.related_file_id = None  # an unrelated request starts afresh
                 if related and chain.failed_status is not None:
                     raise SMBError(chain.failed_status, "a CREATE earlier in the chain failed")
                 self._check_credit_charge(header, req.body, charge)
@@ -416,9 +418,15 @@ class ConnectionProcessor:
     def _lookup_session(
         self, req: Request, info: CommandInfo, chain: ChainRun, related: bool
     ) -> None:
-        """[MS-SMB2] 3.3.5.2.9 and the signing rules of 3.3.5.2.4."""
+        """[MS-SMB2] 3.3.5.2.9 and the signing rules of 3.3.5.2.4.
+
+        A related request uses the session of the request before it (3.3.5.2.7.2), which
+        is none if that one failed its session check; a related request without one is
+        INVALID_PARAMETER (also the first request of a chain marked related), as Windows
+        and Samba answer."""
         header = req.header
-        sid = chain.session_id if related and chain.session_id else header.session_id
+        sid = chain.session_id if related else header.session_id
+        chain.session_id = 0
         if header.command == Command.SESSION_SETUP:
             # SESSION_SETUP finds (or creates) its session itself; a signed re-auth or
             # binding request is verified here when the session is known.
@@ -431,12 +439,23 @@ class ConnectionProcessor:
         if session is None or session.channel_for(self.conn) is None:
             if not info.needs_session:
                 return  # ECHO: answered without a session (and unsigned)
+            if related:
+                raise SMBError(NTStatus.INVALID_PARAMETER, "related request without a session")
+            gone = self.conn.logged_off.get(sid)
+            if (
+                gone is not None
+                and header.flags & HeaderFlags.SIGNED
+                and gone.keys is not None
+                and crypto.verify(gone.signing_algorithm, self._signing_key(gone), req.message)
+            ):
+                req.session = gone  # the error goes out signed with the old key
             raise SMBError(NTStatus.USER_SESSION_DELETED, f"no session 0x{sid:x}")
         if session.state is SessionState.IN_PROGRESS:
             raise SMBError(NTStatus.USER_SESSION_DELETED, "session setup not finished")
         if session.state is SessionState.EXPIRED:
             raise SMBError(NTStatus.NETWORK_SESSION_EXPIRED, "session expired")
         req.session = session
+        chain.session_id = sid
         encrypted = chain.encrypted_by is not None
         if encrypted:
             if chain.encrypted_by is not session:
@@ -449,9 +468,12 @@ class ConnectionProcessor:
         if session.encrypt_data:
             raise SMBError(NTStatus.ACCESS_DENIED, "unencrypted request on an encrypted session")
 
-    def _verify_signature(self, req: Request, session: Session) -> None:
+    def _signing_key(self, session: Session) -> bytes:
         channel = session.channel_for(self.conn)
-        key = channel.signing_key if channel is not None and channel.signing_key else b""
+        return channel.signing_key if channel is not None else b""
+
+    def _verify_signature(self, req: Request, session: Session) -> None:
+        key = self._signing_key(session)
         if not key:
             if session.state is SessionState.IN_PROGRESS:
                 return  # nothing to verify with yet
@@ -463,11 +485,13 @@ class ConnectionProcessor:
         """[MS-SMB2] 3.3.5.2.11"""
         session = req.session
         assert session is not None
-        tid = chain.tree_id if related and chain.tree_id else req.header.tree_id
+        tid = chain.tree_id if related else req.header.tree_id
+        chain.tree_id = 0
         tree = session.trees.get(tid)
         if tree is None:
             raise SMBError(NTStatus.NETWORK_NAME_DELETED, f"no tree 0x{tid:x}")
         req.tree = tree
+        chain.tree_id = tid
         if tree.encrypt_data and chain.encrypted_by is None:
             raise SMBError(NTStatus.ACCESS_DENIED, "unencrypted request on an encrypted share")
 
@@ -497,6 +521,11 @@ class ConnectionProcessor:
         state = self._states[id(req)]
         chain = req._chain
         assert isinstance(chain, ChainRun)
+        if chain.has_more and req.header.command != Command.CREATE:
+            # [MS-SMB2] 3.3.5.2.7 and its product note: only a CREATE (waiting for an
+            # oplock or lease break) or the last request of a chain goes async; Windows
+            # and Samba fail any other with INTERNAL_ERROR.
+            raise SMBError(NTStatus.INTERNAL_ERROR, "cannot go async inside a compound chain")
         async_id = self._next_async_id
         self._next_async_id += 1
         conn.pending_async[async_id] = req

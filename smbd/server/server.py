@@ -21,7 +21,7 @@ import trio
 
 from smbd.config import CredentialStore, ServerConfig, ShareConfig
 from smbd.server import negotiate, sessions, trees
-from smbd.server.model import Connection, Session, SessionState, TreeConnect
+from smbd.server.model import LOGGED_OFF_KEPT, Connection, Session, SessionState, TreeConnect
 from smbd.server.processor import ConnectionProcessor
 from smbd.server.request import Handler
 from smbd.transport.tcp import TCPTransport, open_tcp_listeners
@@ -159,7 +159,11 @@ class SMBServer:
         del self.sessions[session.session_id]
         session.state = SessionState.EXPIRED
         for ch in session.channels:
-            ch.connection.sessions.pop(session.session_id, None)
+            conn = ch.connection
+            conn.sessions.pop(session.session_id, None)
+            conn.logged_off[session.session_id] = session
+            while len(conn.logged_off) > LOGGED_OFF_KEPT:
+                del conn.logged_off[next(iter(conn.logged_off))]
         session.connection.sessions.pop(session.session_id, None)
         if self.files is not None and session.trees:
             await _maybe_await(self.files.close_session(session))

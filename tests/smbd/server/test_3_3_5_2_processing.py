@@ -394,3 +394,52 @@ async def test_3_3_4_6_unsolicited_break_is_encrypted(start_server: Any) -> None
     assert frame[:4] == b"\xfdSMB"
     _sid, plain = crypto.decrypt(c.cipher, c.keys.encryption, frame)
     assert plain[12] == Command.OPLOCK_BREAK
+
+
+async def test_3_3_5_2_7_2_related_rules(start_server: Any) -> None:
+    """smbtorture smb2.compound invalid1/invalid3: a chain that starts related has no
+    session (INVALID_PARAMETER, and so do related requests after it); an unrelated
+    request forgets the chain's file."""
+    log: list[Any] = []
+    run = await start_server(handlers=_file_handlers(log))
+    c = await run.session()
+    tid = (await c.tree_connect(r"\\x\share")).header.tree_id
+    rel = HeaderFlags.RELATED_OPERATIONS
+    wild = b"\x18\x00\x00\x00\x00\x00\x00\x00" + b"\xff" * 16
+    create = b"\x39\x00" + bytes(6) + b"file"
+    msgs = [
+        (c.header(Command.CREATE, tree_id=tid, flags=rel), create),
+        (c.header(Command.CLOSE, flags=rel), wild),
+        (c.header(Command.CLOSE, tree_id=tid), wild),
+    ]
+    await c.send(c.compound(msgs))
+    statuses = [r.status for r in await c.recv()]
+    assert statuses == [
+        NTStatus.INVALID_PARAMETER,
+        NTStatus.INVALID_PARAMETER,
+        NTStatus.FILE_CLOSED,
+    ]
+    msgs = [
+        (c.header(Command.CREATE, tree_id=tid), create),
+        (c.header(Command.CLOSE, tree_id=tid), wild),
+        (c.header(Command.CLOSE, flags=rel), wild),
+    ]
+    await c.send(c.compound(msgs))
+    statuses = [r.status for r in await c.recv()]
+    assert statuses == [0, NTStatus.FILE_CLOSED, NTStatus.FILE_CLOSED]
+
+
+async def test_3_3_5_2_7_no_async_inside_a_chain(start_server: Any) -> None:
+    """Only a CREATE or the last request of a chain may go async (smb2.compound interim2)."""
+    events: list[str] = []
+    run = await start_server(handlers=_notify_handler(events))
+    c = await run.session()
+    tid = (await c.tree_connect(r"\\x\share")).header.tree_id
+    msgs = [
+        (c.header(Command.CHANGE_NOTIFY, tree_id=tid), b"\x20\x00" + bytes(30)),
+        (c.header(Command.ECHO), SIMPLE_BODY),
+    ]
+    await c.send(c.compound(msgs))
+    replies = await c.recv()
+    assert [r.status for r in replies] == [NTStatus.INTERNAL_ERROR, 0]
+    assert events == []
