@@ -8,8 +8,6 @@ the largest id granted; ids inside it that were used out of order sit in ``_used
 
 from __future__ import annotations
 
-MAX_GRANT_STEP = 512  # credits one response may add beyond what its request spent
-
 
 class CreditError(Exception):
     """A MessageId outside the window or used twice: the connection must be dropped."""
@@ -55,10 +53,10 @@ class CreditWindow:
 
     def grant(self, requested: int, charge: int = 1) -> int:
         """Credits to grant in a response: the charge the request spent back, plus what
-        the client asked for beyond it (at most ``MAX_GRANT_STEP`` more), within
-        ``max_credits``; never leaving the client at zero ([MS-SMB2] 3.3.1.2)."""
-        charge = max(charge, 1)
-        want = charge + min(max(requested - charge, 0), MAX_GRANT_STEP)
+        the client asked for beyond it, within ``max_credits`` (Windows grants a client
+        asking for 64K its whole window at once); never leaving the client at zero
+        ([MS-SMB2] 3.3.1.2)."""
+        want = max(charge, requested, 1)
         room = self.max_credits - (self.high - self.low)
         grant = min(want, max(room, 0))
         if grant == 0 and self.available == 0:
