@@ -138,11 +138,13 @@ class Connection:
 class Channel:
     """One connection bound to a session, with its own signing key ([MS-SMB2] 3.3.1.14)."""
 
-    __slots__ = ("connection", "signing_key")
+    __slots__ = ("connection", "signing_algorithm", "signing_key")
 
     def __init__(self, connection: Connection, signing_key: bytes) -> None:
         self.connection = connection
         self.signing_key = signing_key
+        # a bound channel signs with what its own connection negotiated
+        self.signing_algorithm = connection.signing_algorithm
 
 
 class Session:

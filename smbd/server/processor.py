@@ -432,23 +432,35 @@ class ConnectionProcessor:
             # binding request is verified here when the session is known.
             session = self.server.sessions.get(sid) if sid else None
             binding = len(req.body) > 2 and req.body[2] & SESSION_FLAG_BINDING
-            if session is not None and header.flags & HeaderFlags.SIGNED and not binding:
+            if (
+                session is not None
+                and session.channel_for(self.conn) is not None
+                and header.flags & HeaderFlags.SIGNED
+                and not binding
+            ):
                 self._verify_signature(req, session)
-            return  # a binding request is verified once the binding checks pass
+            return  # the handler checks binding requests and foreign sessions
         session = self.server.sessions.get(sid) if sid else None
         if session is None or session.channel_for(self.conn) is None:
             if not info.needs_session:
                 return  # ECHO: answered without a session (and unsigned)
             if related:
                 raise SMBError(NTStatus.INVALID_PARAMETER, "related request without a session")
-            gone = self.conn.logged_off.get(sid)
+            # A client that requires signing rejects an unsigned error: when the request
+            # is signed with the key of a session we know (logged off here, or not bound
+            # to this connection), the error goes out signed with that key.
+            known = session if session is not None else self.conn.logged_off.get(sid)
             if (
-                gone is not None
+                known is not None
                 and header.flags & HeaderFlags.SIGNED
-                and gone.keys is not None
-                and crypto.verify(gone.signing_algorithm, self._signing_key(gone), req.message)
+                and known.keys is not None
+                and crypto.verify(
+                    self._signing_algorithm(known),
+                    self._signing_key(known) or known.signing_key,
+                    req.message,
+                )
             ):
-                req.session = gone  # the error goes out signed with the old key
+                req.session = known
             raise SMBError(NTStatus.USER_SESSION_DELETED, f"no session 0x{sid:x}")
         if session.state is SessionState.IN_PROGRESS:
             raise SMBError(NTStatus.USER_SESSION_DELETED, "session setup not finished")
@@ -468,6 +480,10 @@ class ConnectionProcessor:
         if session.encrypt_data:
             raise SMBError(NTStatus.ACCESS_DENIED, "unencrypted request on an encrypted session")
 
+    def _signing_algorithm(self, session: Session) -> int:
+        channel = session.channel_for(self.conn)
+        return channel.signing_algorithm if channel is not None else session.signing_algorithm
+
     def _signing_key(self, session: Session) -> bytes:
         channel = session.channel_for(self.conn)
         return channel.signing_key if channel is not None else b""
@@ -478,7 +494,7 @@ class ConnectionProcessor:
             if session.state is SessionState.IN_PROGRESS:
                 return  # nothing to verify with yet
             raise SMBError(NTStatus.ACCESS_DENIED, "signed request without a signing key")
-        if not crypto.verify(session.signing_algorithm, key, req.message):
+        if not crypto.verify(self._signing_algorithm(session), key, req.message):
             raise SMBError(NTStatus.ACCESS_DENIED, "bad signature")
 
     def _lookup_tree(self, req: Request, chain: ChainRun, related: bool) -> None:
@@ -631,7 +647,7 @@ class ConnectionProcessor:
         channel = session.channel_for(self.conn)
         key = channel.signing_key if channel is not None and channel.signing_key else b""
         out.sign_key = key or session.signing_key
-        out.sign_algorithm = session.signing_algorithm
+        out.sign_algorithm = self._signing_algorithm(session)
 
     def _nursery_send(
         self, out: list[tuple[OutMessage, Session | None]], encrypted_by: Session | None

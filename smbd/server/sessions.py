@@ -46,7 +46,7 @@ async def handle_session_setup(req: Request) -> Response:
     conn = req.connection
     r = parse_session_setup_request(req.body)
     sid = req.header.session_id
-    if r.binding and conn.dialect >= SMB3_0:
+    if r.binding:
         return _bind(req, r.token, sid)
     if sid == 0:
         if len(conn.sessions) >= server.limits.sessions_per_connection:
@@ -56,6 +56,14 @@ async def handle_session_setup(req: Request) -> Response:
     else:
         found = conn.sessions.get(sid)
         if found is None or server.sessions.get(sid) is not found:
+            other = server.sessions.get(sid)
+            if (
+                other is not None
+                and other.keys is not None
+                and req.header.flags & HeaderFlags.SIGNED
+                and crypto.verify(other.signing_algorithm, other.signing_key, req.message)
+            ):
+                req.session = other  # signed with its key: clients that sign require it
             raise SMBError(NTStatus.USER_SESSION_DELETED, f"no session 0x{sid:x}")
         session = found
         if session.authenticator is None:  # re-authentication starts
@@ -166,28 +174,37 @@ def _bind(req: Request, token: bytes, sid: int) -> Response:
     session = server.sessions.get(sid)
     if session is None:
         raise SMBError(NTStatus.USER_SESSION_DELETED, f"no session 0x{sid:x} to bind")
-    if not (server.config.multichannel and conn.supports_multichannel):
-        raise SMBError(NTStatus.REQUEST_NOT_ACCEPTED, "multichannel is off")
+    signed = bool(req.header.flags & HeaderFlags.SIGNED) and crypto.verify(
+        session.signing_algorithm, session.signing_key, req.message
+    )
+    if signed:
+        req.session = session  # every answer, errors included, is signed with its key
+    if session.signing_algorithm != conn.signing_algorithm:
+        # HMAC-SHA256 and AES-CMAC channels may mix (each channel signs with what its
+        # connection negotiated); GMAC may not. The order of these checks is the one the
+        # smb2.session.bind_negative_* tests expect (as Windows and Samba answer).
+        if session.signing_algorithm == crypto.AES_GMAC:
+            raise SMBError(NTStatus.REQUEST_OUT_OF_SEQUENCE, "session signs with GMAC")
+        if conn.signing_algorithm == crypto.AES_GMAC:
+            raise SMBError(NTStatus.NOT_SUPPORTED, "connection signs with GMAC")
+    if conn.dialect < SMB3_0 or not (server.config.multichannel and conn.supports_multichannel):
+        raise SMBError(NTStatus.REQUEST_NOT_ACCEPTED, "multichannel is not negotiated")
     if session.state is not SessionState.VALID:
         raise SMBError(NTStatus.REQUEST_NOT_ACCEPTED, "session is not valid")
     if session.is_guest or session.is_anonymous or session.keys is None:
         raise SMBError(NTStatus.NOT_SUPPORTED, "guest sessions cannot bind")
-    first = session.connection
-    if session.dialect != conn.dialect or first.client_guid != conn.client_guid:
-        raise SMBError(NTStatus.INVALID_PARAMETER, "binding from a different dialect or client")
+    if session.dialect != conn.dialect:
+        raise SMBError(NTStatus.INVALID_PARAMETER, "binding from another dialect")
     if session.cipher_id != conn.cipher_id:
         raise SMBError(NTStatus.INVALID_PARAMETER, "binding with a different cipher")
-    if session.signing_algorithm != conn.signing_algorithm:
-        raise SMBError(NTStatus.NOT_SUPPORTED, "binding with a different signing algorithm")
     if not req.header.flags & HeaderFlags.SIGNED:
         raise SMBError(NTStatus.INVALID_PARAMETER, "binding request is not signed")
-    if not crypto.verify(session.signing_algorithm, session.signing_key, req.message):
+    if not signed:
         raise SMBError(NTStatus.ACCESS_DENIED, "binding request has a bad signature")
     if session.channel_for(conn) is not None:
         raise SMBError(NTStatus.REQUEST_NOT_ACCEPTED, "already bound on this connection")
     if len(session.channels) >= server.limits.channels_per_session:
         raise SMBError(NTStatus.INSUFFICIENT_RESOURCES, "too many channels")
-    req.session = session
     binding = conn.bindings.get(sid)
     if binding is None:
         binding = Binding(new_authenticator(server), conn.preauth_hash)

@@ -265,9 +265,12 @@ class RawClient:
             h = self.header(Command.SESSION_SETUP, session_id=session_id)
             body = pack_session_setup_request(token, flags=flags)
             if sign_key:
-                saved, self.signing_key = self.signing_key, sign_key
+                saved = self.signing_key, self.signing_algorithm
+                self.signing_key = sign_key
+                if bind_to is not None:  # signed with the session's key and algorithm
+                    self.signing_algorithm = bind_to.signing_algorithm
                 req = self.build(h, body, sign=True)
-                self.signing_key = saved
+                self.signing_key, self.signing_algorithm = saved
             else:
                 req = self.build(h, body)
             preauth = crypto.preauth_update(preauth, req)

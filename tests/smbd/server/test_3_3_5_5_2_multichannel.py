@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from smbd import crypto
 from smbd.wire.constants import Command
 from smbd.wire.ioctl import pack_ioctl_request, parse_ioctl_response
 from smbd.wire.misc import SIMPLE_BODY
@@ -51,12 +52,30 @@ async def test_bind_refused_without_signature(smb: Running) -> None:
 
 
 async def test_bind_refused_for_other_dialect(smb: Running) -> None:
-    c1 = await smb.session((0x0311,))
+    c1 = await smb.session((0x0311,), signing=(crypto.AES_CMAC,))
     c2 = await smb.client()
     c2.client_guid = c1.client_guid
     await c2.negotiate((0x0302,))
     r = await c2.session_setup(USER, PASSWORD, bind_to=c1)
     assert r.status == NTStatus.INVALID_PARAMETER
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "status"),
+    [
+        (crypto.AES_GMAC, crypto.AES_CMAC, NTStatus.REQUEST_OUT_OF_SEQUENCE),
+        (crypto.AES_CMAC, crypto.AES_GMAC, NTStatus.NOT_SUPPORTED),
+        (crypto.AES_CMAC, crypto.HMAC_SHA256, NTStatus.SUCCESS),
+    ],
+)
+async def test_bind_with_another_signing_algorithm(
+    smb: Running, first: int, second: int, status: int
+) -> None:
+    c1 = await smb.session((0x0311,), signing=(first,))
+    c2 = await smb.client()
+    await c2.negotiate((0x0311,), signing=(second,))
+    r = await c2.session_setup(USER, PASSWORD, bind_to=c1)
+    assert r.status == status
 
 
 async def test_bind_refused_for_other_user(smb: Running) -> None:
@@ -73,10 +92,10 @@ async def test_bind_refused_on_2_1(smb: Running) -> None:
     c1 = await smb.session((0x0210,))
     c2 = await smb.client()
     await c2.negotiate((0x0210,))
-    # on 2.x the BINDING flag means nothing: the SessionId names no session of this
-    # connection
     r = await c2.session_setup(USER, PASSWORD, bind_to=c1)
-    assert r.status == NTStatus.USER_SESSION_DELETED
+    assert r.status == NTStatus.REQUEST_NOT_ACCEPTED
+    # signed with the session's key, or a client that requires signing drops it
+    assert crypto.verify(c1.signing_algorithm, c1.signing_key, r.raw)
 
 
 async def test_bind_refused_when_multichannel_is_off(start_server: Any) -> None:
