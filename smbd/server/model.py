@@ -165,7 +165,8 @@ class Session:
         self.signing_algorithm = connection.signing_algorithm
         self.cipher_id = connection.cipher_id
         self.signing_required = False
-        self.encrypt_data = False
+        self.encrypt_data = False  # the server requires encryption on this session
+        self.encrypted_traffic = False  # the client has sent encrypted messages
         self.encryptor: Encryptor | None = None
         self.preauth_hash: bytes | None = connection.preauth_hash
         self.authenticator: Any = None  # the in-progress smbd.auth exchange

@@ -247,6 +247,7 @@ class ConnectionProcessor:
             raise Disconnect(f"decryption failed: {e}") from None
         if len(plain) < HEADER_SIZE:
             raise Disconnect("decrypted message shorter than a header")
+        session.encrypted_traffic = True
         return session, plain
 
     async def _process_chain(self, msg: memoryview, chain: ChainRun) -> None:

@@ -367,7 +367,7 @@ class SMBServer:
                     "user": f"{s.domain}\\{s.user}" if s.domain else s.user,
                     "dialect": _dialect_text(s.dialect),
                     "signed": s.signing_required,
-                    "encrypted": s.encrypt_data,
+                    "encrypted": s.encrypt_data or s.encrypted_traffic,
                     "channels": len(s.channels),
                 }
             )
