@@ -341,6 +341,8 @@ class ConnectionProcessor:
             except SMBError as e:
                 resp = Response(error_body(e.error_data), e.status)
                 self._log_error(req, e.status, str(e))
+                if req.session is None:
+                    self._find_signer(req)
             except ParseError as e:
                 if e.disconnect:
                     raise Disconnect(str(e)) from None
@@ -358,9 +360,11 @@ class ConnectionProcessor:
             status = resp.status
             if cmd == Command.CREATE and _is_error(status):
                 chain.failed_status = status
-            if req.session is not None:
+            # the lookups set the chain's session and tree; a new session or tree made by
+            # this request is what related requests after it use
+            if cmd == Command.SESSION_SETUP and req.session is not None and not _is_error(status):
                 chain.session_id = req.session.session_id
-            if req.tree is not None:
+            if cmd == Command.TREE_CONNECT and req.tree is not None and not _is_error(status):
                 chain.tree_id = req.tree.tree_id
             return self._response(req, state, resp, chain)
         finally:
@@ -480,6 +484,25 @@ class ConnectionProcessor:
             raise SMBError(NTStatus.ACCESS_DENIED, "unsigned request on a signed session")
         if session.encrypt_data:
             raise SMBError(NTStatus.ACCESS_DENIED, "unencrypted request on an encrypted session")
+
+    def _find_signer(self, req: Request) -> None:
+        """An error found before the session was (e.g. a related request with nothing to
+        relate to, an unknown command): if the request is signed with the key of the
+        session its header names, the error goes out signed with it too, since a client
+        that requires signing rejects an unsigned answer."""
+        header = req.header
+        if not header.flags & HeaderFlags.SIGNED:
+            return
+        session = self.server.sessions.get(header.session_id)
+        if (
+            session is not None
+            and session.keys is not None
+            and session.channel_for(self.conn) is not None
+            and crypto.verify(
+                self._signing_algorithm(session), self._signing_key(session), req.message
+            )
+        ):
+            req.session = session
 
     def _signing_algorithm(self, session: Session) -> int:
         channel = session.channel_for(self.conn)
