@@ -9,7 +9,7 @@ LUN, and runs the same userspace initiators against both:
 Each test runs ``--rounds`` times, alternating the peers; the median is printed (MiB/s or
 IOPS) with the vmstor/tgt ratio.
 
-    python3 -m bench.iscsi_bench [--secs 5] [--rounds 3]
+    python3 -m bench.iscsi_bench [--secs 5] [--rounds 3] [--only random]
 """
 
 from __future__ import annotations
@@ -111,6 +111,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--secs", type=int, default=5, help="seconds per iscsi-perf run")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved runs per test")
+    ap.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="run only the tests whose name contains TEXT (repeatable), e.g. --only random",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="iscsi-bench-") as tmp:
         root = Path(tmp)
@@ -147,6 +154,8 @@ def main() -> int:
                     ),
                 ),
             ]
+            if args.only:
+                tests = [t for t in tests if any(w in t[0] for w in args.only)]
             print(f"{'test':40} {'unit':6} {'tgt':>10} {'vmstor':>10} {'ratio':>7}")
             for name, unit, fn in tests:
                 # Interleaved rounds, median per peer: the machine is shared and noisy.

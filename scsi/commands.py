@@ -415,8 +415,13 @@ async def read_capacity_10(ctx: Context) -> ScsiResult:
 
 
 def read_capacity_16_data(lu: LogicalUnit) -> bytes:
+    """SBC-3 5.16.2.  A 512-byte unit reports 4096-byte physical blocks (LOGICAL BLOCKS
+    PER PHYSICAL BLOCK EXPONENT 3, as VPD B0h's OPTIMAL TRANSFER LENGTH GRANULARITY): the
+    backing file lives in 4 KiB pages and filesystem blocks, so smaller writes are
+    read-modify-write there, and guests align their partitions to it."""
     flags = 0xC0 if lu.thin else 0x00  # LBPME | LBPRZ
-    return struct.pack(">QIBBBB16s", lu.num_blocks - 1, lu.block_size, 0, 0, flags, 0, b"")
+    lbppbe = max(1, 4096 // lu.block_size).bit_length() - 1
+    return struct.pack(">QIBBBB16s", lu.num_blocks - 1, lu.block_size, 0, lbppbe, flags, 0, b"")
 
 
 async def service_action_in(ctx: Context) -> ScsiResult:
@@ -520,8 +525,10 @@ async def write_same(ctx: Context) -> ScsiResult:
     if ndob:
         block: Buffer = bytes(bs)
     else:
+        # The Data-Out buffer is exactly one logical block (SBC-3 5.42); an initiator
+        # announcing more or less (its EDTL) gets INVALID FIELD IN CDB, as from LIO.
         data = ctx.data_out if ctx.data_out is not None else memoryview(b"")
-        if len(data) != bs:
+        if len(data) != bs or (ctx.expected_out is not None and ctx.expected_out != bs):
             raise SenseError.invalid_cdb()
         block = data
     if blocks == 0:

@@ -499,8 +499,15 @@ class IscsiServer:
         scope = s.scopes[task.itt] = trio.CancelScope()
         try:
             with scope:
+                # EDTL is the expected data-in length of a read and the expected
+                # data-out length of a write (RFC 7143 11.3.6).
                 result = await self.target.execute(
-                    s.nexus, task.lun_id, task.cdb, task.data_out, expected_in=task.edtl
+                    s.nexus,
+                    task.lun_id,
+                    task.cdb,
+                    task.data_out,
+                    expected_in=task.edtl if task.read else 0,
+                    expected_out=task.edtl if task.write else None,
                 )
                 if scope.cancel_called:
                     return  # aborted while the backend finished: no response (SAM-5 7.2)

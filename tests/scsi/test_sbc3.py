@@ -27,12 +27,12 @@ async def test_sbc3_5_16_read_capacity_16_thin_and_thick(target: Target) -> None
         "00000000000007ff"  # RETURNED LOGICAL BLOCK ADDRESS
         "00000200"  # LOGICAL BLOCK LENGTH
         "00"  # P_TYPE / PROT_EN
-        "00"  # LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT
+        "03"  # LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT: 4096-byte physical blocks
         "c000" + "00" * 16  # LBPME | LBPRZ, LOWEST ALIGNED LBA
     )
     await ready(target, lun=1)
     d = data(await run(target, bytes.fromhex("9e 10 0000000000000000 00000020 00 00"), lun=1))
-    assert d[:14] == bytes.fromhex("00000000000000ff 00001000 0000")
+    assert d[:14] == bytes.fromhex("00000000000000ff 00001000 0000")  # 4096: exponent 0
     assert d[14] == 0x00  # thick: no LBPME
     # Allocation length truncates.
     d = data(await run(target, bytes.fromhex("9e 10 0000000000000000 00000008 00 00")))
@@ -159,6 +159,17 @@ async def test_sbc3_5_41_write_same(target: Target) -> None:
     assert (
         sense(await run(target, bytes.fromhex("41 00 00000010 00 0001 00"), block[:100]))[1] == 0x24
     )
+    # The initiator announcing a data-out (EDTL) of more than one block: the target saw
+    # one block, but the command is still INVALID FIELD IN CDB (SBC-3 5.42).
+    r = await target.execute(
+        target.nexuses()[0],
+        0,
+        bytes.fromhex("41 08 00000010 00 0001 00"),
+        memoryview(block),
+        expected_in=0,
+        expected_out=1024,
+    )
+    assert sense(r)[1] == 0x24
     # NDOB writes zeros without data-out.
     await run(target, bytes.fromhex("41 00 00000020 00 0001 00"), block)
     assert (await run(target, bytes.fromhex("93 01 0000000000000020 00000001 00 00"))).status == 0

@@ -136,6 +136,32 @@ async def test_rfc7143_large_write_with_immediate_unsolicited_and_solicited_data
         nursery.cancel_scope.cancel()
 
 
+async def test_sbc3_5_3_compare_and_write_checks_the_expected_data_transfer_length(
+    config: Path,
+) -> None:
+    """The transport hands the write's EDTL to the SCSI layer as the expected data-out
+    length: a COMPARE AND WRITE whose 8-bit NUMBER OF LOGICAL BLOCKS wrapped to 0 while
+    the initiator sends 2 x 256 blocks is INVALID FIELD IN CDB, not a no-op GOOD."""
+    async with trio.open_nursery() as nursery:
+        service, ports = await start(config, nursery)
+        vm1, _ = names(service, "vm1")
+        ini = await Initiator.connect(ports[0], vm1)
+        await ini.login(IQN, keys=[("ImmediateData", "Yes"), ("InitialR2T", "No")])
+        await ini.command(0, TUR)  # unit attention
+        caw = bytes.fromhex("89") + bytes(12)
+        r = await ini.command(0, caw + b"\0\0\0", data_out=b"A" * (2 * 256 * 512))
+        assert r.status == 2 and r.sense[2] == 0x05 and r.sense[12:14] == b"\x24\x00"
+        assert r.sense[15:18] == b"\xc0\x00\x0d"  # SKSV, C/D: byte 13
+        w = await ini.command(0, bytes.fromhex("2a0000000000000001") + b"\0", data_out=b"A" * 512)
+        assert w.status == 0
+        r = await ini.command(0, caw + b"\x01\0\0", data_out=b"A" * 512 + b"B" * 512)
+        assert r.status == 0
+        rd = await ini.command(0, bytes.fromhex("28000000000000000100"), read=512)
+        assert rd.data == b"B" * 512
+        await ini.stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
 async def test_unzoned_initiator_gets_authorization_failure(config: Path) -> None:
     async with trio.open_nursery() as nursery:
         _, ports = await start(config, nursery)
