@@ -7,8 +7,10 @@ completes as soon as something is there. Requests go async while they wait.
 
 * Entries are [MS-FSCC] 2.7.1 FILE_NOTIFY_INFORMATION, names relative to the watched
   directory; WATCH_TREE extends the watch to every directory below.
-* What does not fit the request's OutputBufferLength -- or more than a watch may keep --
-  is answered with STATUS_NOTIFY_ENUM_DIR and no entries ("enumerate the directory").
+* What does not fit the request's OutputBufferLength (or the first request's, which
+  stays the watch's limit) -- or more than a watch may keep -- is answered with
+  STATUS_NOTIFY_ENUM_DIR and no entries ("enumerate the directory"). A completion filter
+  of 0 is accepted and never completes (CANCEL or close end it).
 * CANCEL answers CANCELLED; closing the open answers its waiting requests with
   STATUS_NOTIFY_CLEANUP.
 """
@@ -44,12 +46,22 @@ _ENTRY_OVERHEAD: Final = 12 + 3  # FILE_NOTIFY_INFORMATION header and worst-case
 class Watch:
     """A directory open's change notification state ([MS-FSA] 2.1.1.5 ChangeNotifyList)."""
 
-    __slots__ = ("changed", "entries", "filter", "open", "overflow", "pending_bytes", "tree")
+    __slots__ = (
+        "changed",
+        "entries",
+        "filter",
+        "max_output",
+        "open",
+        "overflow",
+        "pending_bytes",
+        "tree",
+    )
 
-    def __init__(self, o: Open, filter_: int, tree: bool) -> None:
+    def __init__(self, o: Open, filter_: int, tree: bool, max_output: int) -> None:
         self.open = o
         self.filter = filter_
         self.tree = tree
+        self.max_output = max_output  # the first request's OutputBufferLength holds
         self.entries: list[wn.NotifyEntry] = []
         self.pending_bytes = 0
         self.overflow = False
@@ -93,10 +105,10 @@ class NotifyManager:
     def statistics(self) -> dict[str, Any]:
         return {**self._stats, "watches": len(self.watches)}
 
-    def watch_for(self, o: Open, filter_: int, tree: bool) -> Watch:
+    def watch_for(self, o: Open, filter_: int, tree: bool, max_output: int) -> Watch:
         w = self.watches.get(o.volatile_id)
         if w is None or w.open is not o:
-            w = self.watches[o.volatile_id] = Watch(o, filter_, tree)
+            w = self.watches[o.volatile_id] = Watch(o, filter_, tree, max_output)
         else:
             # the newest request's filter and scope apply from now on
             w.filter, w.tree = filter_, tree
@@ -151,10 +163,8 @@ async def handle_change_notify(req: Request) -> Response:
         raise SMBError(NTStatus.ACCESS_DENIED, "CHANGE_NOTIFY needs FILE_LIST_DIRECTORY")
     if r.output_buffer_length > req.connection.max_transact_size:
         raise SMBError(NTStatus.INVALID_PARAMETER, "OutputBufferLength beyond MaxTransactSize")
-    if not r.completion_filter & wn.COMPLETION_FILTER_VALID:
-        raise SMBError(NTStatus.INVALID_PARAMETER, "empty completion filter")
     mgr = manager_of(req)
-    w = mgr.watch_for(o, r.completion_filter, r.watch_tree)
+    w = mgr.watch_for(o, r.completion_filter, r.watch_tree, r.output_buffer_length)
     o.file.runtime.ops += 1
     while not (w.entries or w.overflow):
         if o.closed:
@@ -171,7 +181,8 @@ async def handle_change_notify(req: Request) -> Response:
         mgr._stats["enum_dir"] += 1
         return _enum_dir()
     out = wn.encode_notify_entries(entries)
-    if len(out) > r.output_buffer_length:
+    if len(out) > min(r.output_buffer_length, w.max_output):
+        # as Windows does, the first request's buffer size stays the watch's limit
         mgr._stats["enum_dir"] += 1
         return _enum_dir()
     return Response(wn.pack_change_notify_response(out))
