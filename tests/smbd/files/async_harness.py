@@ -1,0 +1,82 @@
+"""In-process clients for the LOCK, OPLOCK_BREAK, CHANGE_NOTIFY and IOCTL handlers: the
+file handlers' harness plus a shared server that records unsolicited breaks and requests
+that can go async."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from smbd.config import ShareConfig
+from smbd.server.files import HANDLERS, FileServerState
+from smbd.server.request import Request, Response
+from smbd.wire.constants import Capabilities, Command
+from smbd.wire.header import Header, pack_header
+from tests.smbd.files.harness import Client
+
+
+class SharedServer:
+    """One server for several clients: connections by id, recorded breaks."""
+
+    def __init__(self, files: FileServerState) -> None:
+        self.files = files
+        self.now = 1_700_000_000.0
+        self.connections: dict[int, Any] = {}
+        self.sessions: dict[int, Any] = {}
+        self.breaks: list[tuple[int, int, bytes]] = []  # (conn id, command, body)
+        self.rng = os.urandom
+
+    def wall_clock(self) -> float:
+        return self.now
+
+    async def send_unsolicited(
+        self, connection: Any, command: int, parts: list[Any], session: Any = None
+    ) -> None:
+        self.breaks.append((connection.conn_id, command, b"".join(bytes(p) for p in parts)))
+
+
+class Hooks:
+    """Stands in for the core's go_async: counts interim responses."""
+
+    def __init__(self) -> None:
+        self.interim = 0
+
+    async def go_async(self, req: Request) -> int:
+        self.interim += 1
+        return self.interim
+
+
+class AsyncClient(Client):
+    def __init__(
+        self, server: SharedServer, share: ShareConfig, *, client_guid: bytes = b"", **kw: Any
+    ) -> None:
+        super().__init__(server.files, share, **kw)
+        self.server = server  # type: ignore[assignment]
+        self.conn.client_guid = client_guid or os.urandom(16)
+        self.conn.capabilities = Capabilities.LEASING | Capabilities.LARGE_MTU
+        server.connections[self.conn.conn_id] = self.conn
+        server.sessions[self.session.session_id] = self.session
+        self.hooks = Hooks()
+
+    async def call(self, command: Command, body: bytes | list[Any]) -> Response:
+        raw = b"".join(bytes(p) for p in body) if isinstance(body, list) else body
+        header = Header(
+            1, 0, command, 1, 0, 0, next(self._mid), 0, self.tree.tree_id,
+            self.session.session_id, bytes(16),
+        )  # fmt: skip
+        msg = memoryview(bytes(pack_header(header)) + raw)
+        req = Request(
+            header=header,
+            body=msg[64:],
+            message=msg,
+            server=self.server,  # type: ignore[arg-type]
+            connection=self.conn,
+            session=self.session,
+            tree=self.tree,
+            hooks=self.hooks,
+        )
+        return await HANDLERS[command](req)
+
+
+def body_of(resp: Response) -> bytes:
+    return b"".join(bytes(p) for p in resp.body)
