@@ -156,6 +156,12 @@ def _check_channel(
     dialect = req.connection.dialect
     if channel == rw.Channel.NONE or dialect < SMB3_0:
         return None  # 2.0.2 and 2.1: Channel is reserved, and ignored ([MS-SMB2] 2.2.19)
+    if (req.session is not None and req.session.encrypt_data) or (
+        req.tree is not None and req.tree.encrypt_data
+    ):
+        # RDMA payloads bypass the transform header; without the 3.1.1 RDMA transform an
+        # encrypted session or share must move its data inline (as Windows clients do).
+        raise _smb_error(NTStatus.ACCESS_DENIED, "RDMA channel where encryption is required")
     allowed = RDMA_CHANNELS if dialect > SMB3_0 else (rw.Channel.RDMA_V1,)
     if channel not in allowed:
         raise _smb_error(NTStatus.INVALID_PARAMETER, f"Channel 0x{channel:x}")

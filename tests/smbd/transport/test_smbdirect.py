@@ -146,6 +146,28 @@ async def test_3_3_5_12_encrypted_share_over_smb_direct(lab: Lab) -> None:
     assert transport.statistics()["rdma_bytes_read"] == 0
 
 
+async def test_rdma_channel_refused_where_encryption_is_required(lab: Lab) -> None:
+    """An RDMA payload bypasses the transform header, so on an encrypted share the server
+    refuses RDMA channels instead of moving the data in clear (no 3.1.1 RDMA transform)."""
+    client, tid = await lab.rdma_client(share="enc")
+    fid = await client.create(tid, "secret.bin", create=True)
+    await client.write(tid, fid, 0, b"s" * 8192)
+    assert client.channel is not None
+    buf = bytearray(8192)
+    reg = client.channel.register_buffer(buf, remote_write=True)
+    descs = tuple(rw.BufferDescriptor(d.offset, d.token, d.length) for d in reg.descriptors)
+    req = rw.ReadRequest(0, 0, len(buf), 0, fid, 0, rw.Channel.RDMA_V1, 0, descs)
+    h, _body, _raw = await client.call(Command.READ, [rw.pack_read_request(req)], tree_id=tid)
+    assert h.status == NTStatus.ACCESS_DENIED
+    assert buf == bytearray(8192)  # nothing was written into the client's memory
+    reg.deregister()
+    (transport,) = lab.rdma_transports()
+    assert transport.statistics()["rdma_bytes_written"] == 0
+    back = bytearray(8192)
+    assert await client.read(tid, fid, 0, memoryview(back)) == 8192  # inline still works
+    assert back == b"s" * 8192
+
+
 async def test_3_3_5_12_read_response_has_data_remaining_and_invalidates(lab: Lab) -> None:
     client, tid = await lab.rdma_client()
     fid = await client.create(tid, "r.bin", create=True)
