@@ -12,7 +12,7 @@ completes as soon as something is there. Requests go async while they wait.
   STATUS_NOTIFY_ENUM_DIR and no entries ("enumerate the directory"). A completion filter
   of 0 is accepted and never completes (CANCEL or close end it).
 * CANCEL answers CANCELLED; closing the open answers its waiting requests with
-  STATUS_NOTIFY_CLEANUP.
+  STATUS_NOTIFY_CLEANUP; the directory becoming delete-pending with DELETE_PENDING.
 """
 
 from __future__ import annotations
@@ -139,6 +139,10 @@ class NotifyManager:
         w = self.watches.pop(o.volatile_id, None)
         if w is not None and w.open is o:
             w.wake()
+        # a close may leave the watched directory delete-pending: let its watches look
+        for other in self.watches.values():
+            if other.open.file is o.file:
+                other.wake()
 
 
 def manager_of(req: Request) -> NotifyManager:
@@ -169,10 +173,12 @@ async def handle_change_notify(req: Request) -> Response:
     while not (w.entries or w.overflow):
         if o.closed:
             return Response(wn.pack_change_notify_response(b""), NTStatus.NOTIFY_CLEANUP)
+        if o.file.delete_pending:
+            raise SMBError(NTStatus.DELETE_PENDING, "the watched directory is being deleted")
         if not req.is_async:
             await req.go_async()
         changed = w.changed
-        if w.entries or w.overflow or o.closed:
+        if w.entries or w.overflow or o.closed or o.file.delete_pending:
             continue
         await changed.wait()
     entries, overflow = w.take()
