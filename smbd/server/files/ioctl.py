@@ -189,19 +189,11 @@ def _source_of(req: Request, key: bytes) -> Open:
     return o
 
 
-def _copy_chunks(
-    backend: PosixShare, src: FileHandle, dst: FileHandle, chunks: tuple[wf.Chunk, ...]
-) -> tuple[int, int]:
-    """Copy every chunk; returns (chunks written, total bytes). A chunk reaching past the
-    source's end fails the request before anything is copied (INVALID_VIEW_SIZE)."""
-    eof = backend.stat_sync(src).end_of_file
-    for c in chunks:
-        if c.source_offset + c.length > eof:
-            raise BackendError(NTStatus.VIEW_SIZE, "copy chunk beyond the end of the source")
-    total = 0
-    for c in chunks:
-        total += backend.copy_range_sync(src, dst, c.source_offset, c.target_offset, c.length)
-    return len(chunks), total
+def _copy_chunk(backend: PosixShare, src: FileHandle, dst: FileHandle, chunk: wf.Chunk) -> int:
+    """Copy one chunk; a chunk reaching past the source's end is INVALID_VIEW_SIZE."""
+    if chunk.source_offset + chunk.length > backend.stat_sync(src).end_of_file:
+        raise BackendError(NTStatus.VIEW_SIZE, "copy chunk beyond the end of the source")
+    return backend.copy_range_sync(src, dst, chunk.source_offset, chunk.target_offset, chunk.length)
 
 
 async def _copychunk(req: Request, r: wio.IoctlRequest) -> Response:
@@ -222,22 +214,31 @@ async def _copychunk(req: Request, r: wio.IoctlRequest) -> Response:
     if not src.granted_access & (FILE_READ_DATA | FILE_EXECUTE):
         raise SMBError(NTStatus.ACCESS_DENIED, "copy source lacks read access")
     files = files_of(req)
-    if files.locks is not None:
-        for c in cc.chunks:
-            if files.locks.check_io(src, c.source_offset, c.length, False) or files.locks.check_io(
-                dst, c.target_offset, c.length, True
-            ):
-                raise SMBError(NTStatus.FILE_LOCK_CONFLICT)
     rt = dst.file.runtime
     rt.ops += 1
-    if not cc.chunks:
-        return _reply(r, wf.pack_copychunk_response(wf.CopyChunkResponse(0, 0, 0)))
-    with smb_errors():
-        n, total = await rt.backend.run(_copy_chunks, rt.backend, src.handle, dst.handle, cc.chunks)
-    rt.bytes_written += total
-    src.file.runtime.bytes_read += total
-    _modified(req, dst)
-    return _reply(r, wf.pack_copychunk_response(wf.CopyChunkResponse(n, 0, total)))
+    written = total = 0
+    status: int = NTStatus.SUCCESS
+    # Chunks are copied in order; a failing one stops the copy and the response still
+    # says how much was done ([MS-SMB2] 3.3.5.15.6).
+    for c in cc.chunks:
+        if files.locks is not None and (
+            files.locks.check_io(src, c.source_offset, c.length, False)
+            or files.locks.check_io(dst, c.target_offset, c.length, True)
+        ):
+            status = NTStatus.FILE_LOCK_CONFLICT
+            break
+        try:
+            total += await rt.backend.run(_copy_chunk, rt.backend, src.handle, dst.handle, c)
+        except BackendError as exc:
+            status = exc.status
+            break
+        written += 1
+    if total:
+        rt.bytes_written += total
+        src.file.runtime.bytes_read += total
+        _modified(req, dst)
+    out = wf.pack_copychunk_response(wf.CopyChunkResponse(written, 0, total))
+    return _reply(r, out, status)
 
 
 # -- small ones ---------------------------------------------------------------------------------
