@@ -16,6 +16,7 @@ import errno
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ __all__ = [
     "descendants",
     "free_port",
     "port_is_open",
+    "stop_popen",
     "stop_process_tree",
     "wait_for_port",
 ]
@@ -175,3 +177,15 @@ def stop_process_tree(
             live = [k for k in live if _alive(k)]
             time.sleep(0.05)
     return status
+
+
+def stop_popen(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int | None:
+    """:func:`stop_process_tree` for a process started with subprocess.Popen."""
+
+    def wait(timeout: float) -> int | None:
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    return stop_process_tree(proc.pid, wait, grace)

@@ -34,7 +34,7 @@ from interop.peers import (
     PeerError,
     free_port,
     port_is_open,
-    stop_process_tree,
+    stop_popen,
     wait_for_port,
 )
 
@@ -223,13 +223,7 @@ class SambaServer:
             proc = self.proc
             self.proc = None
 
-            def wait(timeout: float) -> int | None:
-                try:
-                    return proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    return None
-
-            self.exit_status = stop_process_tree(proc.pid, wait)
+            self.exit_status = stop_popen(proc)
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None

@@ -14,6 +14,7 @@ cannot change what is measured.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from interop.peers import Endpoint, PeerError, stop_process_tree
+from interop.peers import Endpoint, PeerError, stop_popen
 
 __all__ = [
     "PASS",
@@ -65,6 +66,7 @@ def client_conf() -> Path:
         os.write(fd, b"[global]\n")
         os.close(fd)
         _CLIENT_CONF = Path(name)
+        atexit.register(_CLIENT_CONF.unlink, missing_ok=True)
     return _CLIENT_CONF
 
 
@@ -92,14 +94,7 @@ def _run_tree(
         try:
             status = proc.wait(timeout)
         except subprocess.TimeoutExpired:
-
-            def wait(t: float) -> int | None:
-                try:
-                    return proc.wait(t)
-                except subprocess.TimeoutExpired:
-                    return None
-
-            stop_process_tree(proc.pid, wait, grace=5.0)
+            stop_popen(proc, grace=5.0)
             status = None
         out.seek(0)
         text = out.read().decode(errors="replace")
@@ -426,14 +421,7 @@ class Capture:
                 proc.send_signal(signal.SIGINT)
                 proc.wait(15)
             except subprocess.TimeoutExpired:
-
-                def wait(t: float) -> int | None:
-                    try:
-                        return proc.wait(t)
-                    except subprocess.TimeoutExpired:
-                        return None
-
-                stop_process_tree(proc.pid, wait)
+                stop_popen(proc)
         if self._err is not None:
             self._err.unlink(missing_ok=True)
             self._err = None

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from interop.peers import Endpoint, PeerError, free_port, stop_process_tree, wait_for_port
+from interop.peers import Endpoint, PeerError, free_port, stop_popen, wait_for_port
 
 __all__ = ["VmstorServer", "vmstor_command"]
 
@@ -254,14 +254,7 @@ class VmstorServer:
                 problem = f"vmstor serve had already exited with status {proc.returncode}"
                 self.exit_status = proc.returncode
             else:
-
-                def wait(timeout: float) -> int | None:
-                    try:
-                        return proc.wait(timeout)
-                    except subprocess.TimeoutExpired:
-                        return None
-
-                self.exit_status = stop_process_tree(proc.pid, wait, grace=self.stop_timeout)
+                self.exit_status = stop_popen(proc, grace=self.stop_timeout)
                 if self.exit_status is None:
                     problem = (
                         f"vmstor serve did not exit within {self.stop_timeout:.0f} s of SIGTERM"
