@@ -17,6 +17,7 @@ from . import alua, vpd
 from .backend import DEALLOCATED
 from .cdb import (
     Op,
+    RwCdb,
     Sa,
     allocation_length,
     check_length,
@@ -434,20 +435,38 @@ async def service_action_in(ctx: Context) -> ScsiResult:
     raise SenseError.invalid_cdb(1, 4)
 
 
-async def read(ctx: Context) -> ScsiResult:
+def _read_cdb(ctx: Context) -> RwCdb:
     cdb = ctx.cdb
     r = parse_rw(cdb)
     lu = ctx.lu
     if cdb[0] != Op.READ_6:
         _check_protect(cdb)
     _check_range(lu, r.lba, r.blocks)
-    if r.blocks == 0:
-        return good()
-    _check_transfer(lu, r.blocks)
-    data = await lu.backend.read(r.lba, r.blocks)
+    if r.blocks:
+        _check_transfer(lu, r.blocks)
+    return r
+
+
+def _read_done(lu: LogicalUnit, data: bytearray) -> ScsiResult:
     lu.stats["read_ops"] += 1
     lu.stats["read_bytes"] += len(data)
     return good(data)
+
+
+async def read(ctx: Context) -> ScsiResult:
+    r = _read_cdb(ctx)
+    if r.blocks == 0:
+        return good()
+    return _read_done(ctx.lu, await ctx.lu.backend.read(r.lba, r.blocks))
+
+
+def read_now(ctx: Context) -> ScsiResult | None:
+    """:func:`read` when the backend has the data at hand; None when it would wait."""
+    r = _read_cdb(ctx)
+    if r.blocks == 0:
+        return good()
+    data = ctx.lu.backend.read_now(r.lba, r.blocks)
+    return None if data is None else _read_done(ctx.lu, data)
 
 
 async def write(ctx: Context) -> ScsiResult:
@@ -905,7 +924,9 @@ class CommandTable:
         return (op, cdb[1] & 0x1F if op in self.sa_ops else None)
 
 
-async def dispatch(ctx: Context) -> ScsiResult:
+def admit(ctx: Context) -> Handler:
+    """The checks every command passes before its handler runs (opcode, CONTROL byte,
+    reservations); returns the handler.  Raises SenseError or ReservationConflictError."""
     cdb = ctx.cdb
     n = check_length(cdb)
     table = ctx.target.command_table
@@ -917,7 +938,16 @@ async def dispatch(ctx: Context) -> ScsiResult:
         raise SenseError.illegal(Asc.INVALID_COMMAND_OPERATION_CODE, field_pointer=0)
     _check_control(cdb, n)
     check_reservations(ctx, table.extensions.get(key))
-    return await entry[0](ctx)
+    return entry[0]
+
+
+async def dispatch(ctx: Context) -> ScsiResult:
+    return await admit(ctx)(ctx)
+
+
+# Handlers with a synchronous variant that finishes without waiting or says it cannot
+# (returns None): the transport may run these on its receive path.
+NOW: dict[Handler, Callable[[Context], ScsiResult | None]] = {read: read_now}
 
 
 async def run_no_lu(

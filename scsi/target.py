@@ -400,50 +400,97 @@ class Target:
 
         ``expected_in``: the initiator's expected data-in length.
         ``expected_out``: its expected data-out length (iSCSI EDTL of a write),
-        when known; COMPARE AND WRITE checks it against its CDB (SBC-3 5.2).
+        when known; COMPARE AND WRITE and WRITE SAME check it against the CDB.
         ``data_out``: the data-out received, at most what
         :meth:`data_out_length` asked for.
         """
-        self._stats["commands"] += 1
         st = self._nexus(nexus)
-        st.commands += 1
         try:
-            result = await self._execute(st, nexus, lun, cdb, data_out, expected_in, expected_out)
-        except SenseError as exc:
-            self._stats["check_conditions"] += 1
-            if exc.key == SenseKey.UNIT_ATTENTION:
-                self._stats["unit_attentions"] += 1
-            self.log.debug(
-                "CHECK CONDITION %x/%02x/%02x for opcode %#04x",
-                exc.key,
-                exc.asc,
-                exc.ascq,
-                cdb[0] if cdb else -1,
-                extra={"initiator": nexus.initiator_port, "lun": lun},
-            )
-            return ScsiResult(Status.CHECK_CONDITION, sense=exc.to_bytes())
-        except ReservationConflictError:
-            self._stats["reservation_conflicts"] += 1
-            return ScsiResult(Status.RESERVATION_CONFLICT)
-        except OSError as exc:
-            # The backing file failed: report it per SBC-3 4.x rather than
-            # dropping the command (and the connection) on the floor.
-            self._stats["io_errors"] += 1
-            self.log.error(
-                "I/O error on LUN %d, opcode %#04x: %s",
-                lun,
-                cdb[0],
-                exc,
-                extra={"initiator": nexus.initiator_port, "lun": lun},
-            )
-            return ScsiResult(Status.CHECK_CONDITION, sense=io_error_sense(cdb[0], exc))
+            ctx = self._admit(st, nexus, lun, cdb, data_out, expected_in, expected_out)
+            if ctx is None:
+                result = await commands.run_no_lu(self, st, nexus, lun, cdb)
+            else:
+                handler = commands.admit(ctx)
+                if self._delayed(ctx):
+                    # LIO's nonop_delay_msecs: the non-optimized path is measurably slower.
+                    await trio.sleep(self.non_optimized_delay)
+                result = await handler(ctx)
+        except (SenseError, ReservationConflictError, OSError) as exc:
+            result = self._failed(exc, nexus, lun, cdb)
+        return self._account(st, result, data_out)
+
+    def execute_now(
+        self, nexus: Nexus, lun: int, cdb: bytes | memoryview, *, expected_in: int
+    ) -> ScsiResult | None:
+        """:meth:`execute` for a command without data-out, done at once if it can finish
+        without waiting (a READ whose data is in the page cache), else None: the
+        transport then awaits :meth:`execute` as usual.  Same checks, same result; a
+        None has changed nothing."""
+        if not cdb or cdb[0] not in commands.READ_OPS:
+            return None
+        st = self._nexus(nexus)
+        try:
+            ctx = self._admit(st, nexus, lun, cdb, None, expected_in, None)
+            if ctx is None:
+                return None
+            now = commands.NOW.get(commands.admit(ctx))
+            if now is None or self._delayed(ctx):
+                return None
+            result = now(ctx)
+            if result is None:
+                return None
+        except (SenseError, ReservationConflictError, OSError) as exc:
+            result = self._failed(exc, nexus, lun, cdb)
+        return self._account(st, result, None)
+
+    def _account(
+        self, st: _NexusState, result: ScsiResult, data_out: memoryview | None
+    ) -> ScsiResult:
+        self._stats["commands"] += 1
+        st.commands += 1
         if result.status == Status.GOOD:
             self._stats["bytes_in"] += result.data_length
             if data_out is not None:
                 self._stats["bytes_out"] += len(data_out)
         return result
 
-    async def _execute(
+    def _failed(
+        self,
+        exc: SenseError | ReservationConflictError | OSError,
+        nexus: Nexus,
+        lun: int,
+        cdb: bytes | memoryview,
+    ) -> ScsiResult:
+        if isinstance(exc, ReservationConflictError):
+            self._stats["reservation_conflicts"] += 1
+            return ScsiResult(Status.RESERVATION_CONFLICT)
+        if isinstance(exc, SenseError):
+            self._stats["check_conditions"] += 1
+            if exc.key == SenseKey.UNIT_ATTENTION:
+                self._stats["unit_attentions"] += 1
+            if self.log.isEnabledFor(logging.DEBUG):
+                self.log.debug(
+                    "CHECK CONDITION %x/%02x/%02x for opcode %#04x",
+                    exc.key,
+                    exc.asc,
+                    exc.ascq,
+                    cdb[0] if cdb else -1,
+                    extra={"initiator": nexus.initiator_port, "lun": lun},
+                )
+            return ScsiResult(Status.CHECK_CONDITION, sense=exc.to_bytes())
+        # The backing file failed: report it per SBC-3 4.x rather than dropping the
+        # command (and the connection) on the floor.
+        self._stats["io_errors"] += 1
+        self.log.error(
+            "I/O error on LUN %d, opcode %#04x: %s",
+            lun,
+            cdb[0],
+            exc,
+            extra={"initiator": nexus.initiator_port, "lun": lun},
+        )
+        return ScsiResult(Status.CHECK_CONDITION, sense=io_error_sense(cdb[0], exc))
+
+    def _admit(
         self,
         st: _NexusState,
         nexus: Nexus,
@@ -452,7 +499,9 @@ class Target:
         data_out: memoryview | None,
         expected_in: int,
         expected_out: int | None,
-    ) -> ScsiResult:
+    ) -> commands.Context | None:
+        """The LU-level checks of a command; None when there is no LU at ``lun`` for
+        this nexus (INQUIRY, REPORT LUNS and REQUEST SENSE still answer there)."""
         if not cdb:
             raise SenseError.illegal(Asc.INVALID_COMMAND_OPERATION_CODE)
         op = cdb[0]
@@ -461,7 +510,7 @@ class Target:
             # SPC-4 4.5.2: INQUIRY to an absent LU answers with peripheral
             # qualifier 011b; REPORT LUNS and REQUEST SENSE still work.
             if op in (Op.INQUIRY, Op.REPORT_LUNS, Op.REQUEST_SENSE):
-                return await commands.run_no_lu(self, st, nexus, lun, cdb)
+                return None
             raise SenseError.illegal(Asc.LOGICAL_UNIT_NOT_SUPPORTED)
         # SAM-5 5.14: a pending unit attention is reported on any command but
         # INQUIRY, REPORT LUNS and REQUEST SENSE.
@@ -469,17 +518,15 @@ class Target:
             code = self.take_unit_attention(st, lun)
             if code is not None:
                 raise SenseError(SenseKey.UNIT_ATTENTION, *code)
-        state = self.alua_state(nexus.tpg, lu)
-        check_access(state, cdb)
-        if (
-            state == AluaState.ACTIVE_NON_OPTIMIZED
-            and self.non_optimized_delay > 0
-            and cdb[0] in commands.DATA_OPS
-        ):
-            # LIO's nonop_delay_msecs: make the non-optimized path measurably slower.
-            await trio.sleep(self.non_optimized_delay)
-        ctx = commands.Context(self, st, nexus, lun, lu, cdb, data_out, expected_in, expected_out)
-        return await commands.dispatch(ctx)
+        check_access(self.alua_state(nexus.tpg, lu), cdb)
+        return commands.Context(self, st, nexus, lun, lu, cdb, data_out, expected_in, expected_out)
+
+    def _delayed(self, ctx: commands.Context) -> bool:
+        return (
+            self.non_optimized_delay > 0
+            and ctx.cdb[0] in commands.DATA_OPS
+            and self.alua_state(ctx.nexus.tpg, ctx.lu) == AluaState.ACTIVE_NON_OPTIMIZED
+        )
 
     # -- introspection -------------------------------------------------------------
 

@@ -282,12 +282,24 @@ class SanService:
         limits.queue_depth = s.queue_depth
         limits.max_transfer = BLOCK_LIMITS.max_transfer_bytes
         limits.max_buffered = max(limits.max_buffered, BLOCK_LIMITS.max_transfer_bytes)
+        self._mask_fabric: object = None
+        self._mask_cache: dict[str, set[int] | None] = {}
         self._open_luns()
 
     # ----------------------------------------------------------------------- LUNs
 
     def _mask(self, nexus: Nexus) -> set[int] | None:
-        return self.state.fabric.visible_luns(nexus.initiator)
+        """LUN masking, asked on every command: answered from a per-initiator cache that
+        :meth:`reload` (the one place the daemon's fabric changes) empties."""
+        fabric = self.state.fabric
+        if fabric is not self._mask_fabric:
+            self._mask_fabric = fabric
+            self._mask_cache.clear()
+        try:
+            return self._mask_cache[nexus.initiator]
+        except KeyError:
+            visible = self._mask_cache[nexus.initiator] = fabric.visible_luns(nexus.initiator)
+            return visible
 
     def _open(self, d: LunDef) -> LogicalUnit:
         backend = FileBackend(d.path, block_size=d.block_size, thin=d.thin, limiter=self.limiter)
@@ -321,6 +333,7 @@ class SanService:
         old_fabric = self.state.fabric.to_dict()
         old_luns = {d.id: d for d in self.state.luns.values()}
         self.state.load()
+        self._mask_cache.clear()
         new_luns = {d.id: d for d in self.state.luns.values()}
         for lun_id in sorted(set(old_luns) - set(new_luns)):
             if lun_id in self.target.luns:
