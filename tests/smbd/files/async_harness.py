@@ -5,7 +5,10 @@ that can go async."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
+
+import trio
 
 from smbd.config import ShareConfig
 from smbd.server.files import HANDLERS, FileServerState
@@ -76,6 +79,14 @@ class AsyncClient(Client):
             hooks=self.hooks,
         )
         return await HANDLERS[command](req)
+
+
+async def until(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    """Wait for ``condition`` (backend I/O runs in worker threads, which
+    ``wait_all_tasks_blocked`` counts as blocked)."""
+    with trio.fail_after(timeout):
+        while not condition():
+            await trio.sleep(0.002)
 
 
 def body_of(resp: Response) -> bytes:

@@ -13,7 +13,7 @@ from smbd.wire import lock as wl
 from smbd.wire.constants import Command
 from smbd.wire.header import Header
 from smbd.wire.status import NTStatus
-from tests.smbd.files.async_harness import AsyncClient, SharedServer
+from tests.smbd.files.async_harness import AsyncClient, SharedServer, until
 from tests.smbd.files.harness import make_state
 
 F = wl.LockFlags
@@ -112,8 +112,8 @@ async def test_blocking_lock_waits_and_completes(pair: tuple[AsyncClient, AsyncC
     results: list[int] = []
     async with trio.open_nursery() as n:
         n.start_soon(lambda: _collect(b, _lock(fb, (0, 10, X)), results))
-        await trio.testing.wait_all_tasks_blocked()
-        assert b.hooks.interim == 1 and not results  # STATUS_PENDING went out
+        await until(lambda: b.hooks.interim == 1)
+        assert not results  # STATUS_PENDING went out
         assert await a.status_of(Command.LOCK, _lock(fa, (0, 10, U))) == 0
     assert results == [NTStatus.SUCCESS]
 
@@ -129,7 +129,7 @@ async def test_blocking_lock_cancel_and_close(pair: tuple[AsyncClient, AsyncClie
     results: list[int] = []
     async with trio.open_nursery() as n:
         n.start_soon(lambda: _collect(b, _lock(fb, (0, 10, X)), results))
-        await trio.testing.wait_all_tasks_blocked()
+        await until(lambda: b.hooks.interim == 2)
         await b.close(fb)
     assert results == [NTStatus.RANGE_NOT_LOCKED]
 

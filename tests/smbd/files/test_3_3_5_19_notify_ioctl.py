@@ -17,7 +17,7 @@ from smbd.wire.constants import Command
 from smbd.wire.errors import ParseError
 from smbd.wire.fsctl import FsctlCode
 from smbd.wire.status import NTStatus
-from tests.smbd.files.async_harness import AsyncClient, SharedServer, body_of
+from tests.smbd.files.async_harness import AsyncClient, SharedServer, body_of, until
 from tests.smbd.files.harness import make_state
 
 ALL_CHANGES = 0xFFF
@@ -49,8 +49,8 @@ async def test_notify_sees_a_create(pair: tuple[AsyncClient, AsyncClient]) -> No
     got: list[Response] = []
     async with trio.open_nursery() as n:
         n.start_soon(_run, a, Command.CHANGE_NOTIFY, _notify(d), got)
-        await trio.testing.wait_all_tasks_blocked()
-        assert a.hooks.interim == 1 and not got
+        await until(lambda: a.hooks.interim == 1)
+        assert not got
         await b.create("d\\new.txt", disposition=wc.CreateDisposition.CREATE)
     entries = wn.parse_notify_entries(wn.parse_change_notify_response(body_of(got[0])))
     assert entries == [wn.NotifyEntry(wn.NotifyAction.ADDED, "new.txt")]
@@ -63,7 +63,7 @@ async def test_notify_tree_small_buffer_and_cleanup(pair: tuple[AsyncClient, Asy
     got: list[Response] = []
     async with trio.open_nursery() as n:
         n.start_soon(_run, a, Command.CHANGE_NOTIFY, _notify(d, 4096, tree=True), got)
-        await trio.testing.wait_all_tasks_blocked()
+        await until(lambda: a.hooks.interim == 1)
         await b.create("d\\sub\\x", disposition=wc.CreateDisposition.CREATE)
     entries = wn.parse_notify_entries(wn.parse_change_notify_response(body_of(got[0])))
     assert entries == [wn.NotifyEntry(wn.NotifyAction.ADDED, "sub\\x")]
@@ -75,7 +75,7 @@ async def test_notify_tree_small_buffer_and_cleanup(pair: tuple[AsyncClient, Asy
     got.clear()
     async with trio.open_nursery() as n:
         n.start_soon(_run, a, Command.CHANGE_NOTIFY, _notify(d), got)
-        await trio.testing.wait_all_tasks_blocked()
+        await until(lambda: a.hooks.interim == 2)
         await a.close(d)
     assert got[0].status == NTStatus.NOTIFY_CLEANUP
 

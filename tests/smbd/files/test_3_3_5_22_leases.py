@@ -16,7 +16,7 @@ from smbd.wire import oplock as wo
 from smbd.wire import rw
 from smbd.wire.constants import Command
 from smbd.wire.status import NTStatus
-from tests.smbd.files.async_harness import AsyncClient, SharedServer, body_of
+from tests.smbd.files.async_harness import AsyncClient, SharedServer, body_of, until
 from tests.smbd.files.harness import make_state
 
 KEY1, KEY2 = b"\x11" * 16, b"\x22" * 16
@@ -65,8 +65,8 @@ async def test_conflicting_open_breaks_and_waits_for_the_ack(
     got: list[wc.CreateResponse] = []
     async with trio.open_nursery() as n:
         n.start_soon(lambda: _append(got, _lease_open(b, KEY2, R | W | H)))
-        await trio.testing.wait_all_tasks_blocked()
-        assert b.hooks.interim == 1 and not got  # the CREATE went async
+        await until(lambda: b.hooks.interim == 1)
+        assert not got  # the CREATE went async
         (conn, cmd, body) = server.breaks[0]
         assert conn == a.conn.conn_id and cmd == Command.OPLOCK_BREAK
         note = wo.parse_lease_break_notification(body)
@@ -146,7 +146,7 @@ async def test_oplock_batch_breaks_to_level_ii(
     got: list[wc.CreateResponse] = []
     async with trio.open_nursery() as n:
         n.start_soon(lambda: _append(got, open_(b, wc.OplockLevel.BATCH)))
-        await trio.testing.wait_all_tasks_blocked()
+        await until(lambda: server.breaks)
         brk = wo.parse_oplock_break(server.breaks[-1][2])
         assert brk == wo.OplockBreak(wc.OplockLevel.II, r1.file_id)
         ack = wo.pack_oplock_break(wo.OplockBreak(wc.OplockLevel.II, r1.file_id))
