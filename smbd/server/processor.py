@@ -28,6 +28,7 @@ from smbd.server.model import (
 )
 from smbd.server.request import ChainState, Handler, Request, Response, SMBError
 from smbd.transport.base import FramingError, Transport, TransportClosed
+from smbd.transport.buffers import POOL
 from smbd.wire.constants import (
     PROTOCOL_ID,
     SMB1_PROTOCOL_ID,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from smbd.server.server import SMBServer
 
 _SESSION_ID_NONE = 0xFFFF_FFFF_FFFF_FFFF
+_POOLED = 64 * 1024  # decrypted and encrypted messages this large use pooled buffers
 _U32_READERS: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
     # command: ((send payload offsets), (expected response offsets)) in the body
     Command.READ: ((), (4,)),
@@ -138,6 +140,8 @@ class ConnectionProcessor:
         self.requests = 0
         self.errors = 0
         self.on_negotiated: Callable[[], None] | None = None
+        # transports that pool their receive buffers take each message back when done
+        self._release: Callable[[memoryview], None] | None = getattr(transport, "release", None)
 
     # ---------------------------------------------------------------- receive loop
 
@@ -202,6 +206,8 @@ class ConnectionProcessor:
         finally:
             self._inflight_bytes -= len(msg)
             self._inflight_changed.set()
+            if self._release is not None:
+                self._release(msg)
 
     # ---------------------------------------------------------------- one message
 
@@ -213,7 +219,9 @@ class ConnectionProcessor:
             session, plain = self._decrypt(msg)
             if bytes(plain[:4]) != PROTOCOL_ID:
                 raise Disconnect("decrypted message is not SMB2")
-            await self._process_chain(memoryview(plain), ChainRun(session))
+            await self._process_chain(plain, ChainRun(session))
+            if self._release is not None:
+                self._release(plain)
         elif proto == SMB1_PROTOCOL_ID:
             from smbd.server.negotiate import handle_smb1_negotiate
 
@@ -227,7 +235,7 @@ class ConnectionProcessor:
         else:
             raise Disconnect(f"unknown protocol id {proto.hex()}")
 
-    def _decrypt(self, msg: memoryview) -> tuple[Session, bytes]:
+    def _decrypt(self, msg: memoryview) -> tuple[Session, memoryview]:
         """[MS-SMB2] 3.3.5.2.1.1: any failure here drops the connection."""
         try:
             th = crypto.parse_transform_header(msg)
@@ -241,14 +249,16 @@ class ConnectionProcessor:
             or session.channel_for(self.conn) is None
         ):
             raise Disconnect(f"encrypted message for unknown session 0x{th.session_id:x}")
+        size = len(msg) - crypto.TRANSFORM_HEADER_SIZE
+        into = POOL.take(size + 15) if size >= _POOLED and self._release is not None else None
         try:
-            _sid, plain = crypto.decrypt(session.cipher_id, session.keys.decryption, msg)
+            _sid, plain = crypto.decrypt(session.cipher_id, session.keys.decryption, msg, into)
         except crypto.CryptoError as e:
             raise Disconnect(f"decryption failed: {e}") from None
         if len(plain) < HEADER_SIZE:
             raise Disconnect("decrypted message shorter than a header")
         session.encrypted_traffic = True
-        return session, plain
+        return session, memoryview(plain)
 
     async def _process_chain(self, msg: memoryview, chain: ChainRun) -> None:
         offset = 0
@@ -280,6 +290,14 @@ class ConnectionProcessor:
         if chain.out:
             out, chain.out = chain.out, []
             await self._send(out, chain.encrypted_by)
+            if self._release is not None:
+                for m, _s in out:
+                    # READ data buffers come from the pool (files.readwrite)
+                    if m.header.command == Command.READ and len(m.body) == 2:
+                        data = m.body[1]
+                        if isinstance(data, memoryview):
+                            m.body[1] = b""
+                            self._release(data)
 
     # ---------------------------------------------------------------- one request
 
@@ -436,15 +454,18 @@ class ConnectionProcessor:
             # SESSION_SETUP finds (or creates) its session itself; a signed re-auth or
             # binding request is verified here when the session is known.
             session = self.server.sessions.get(sid) if sid else None
-            binding = len(req.body) > 2 and req.body[2] & SESSION_FLAG_BINDING
-            if (
-                session is not None
-                and session.channel_for(self.conn) is not None
-                and header.flags & HeaderFlags.SIGNED
-                and not binding
+            if session is None or session.channel_for(self.conn) is None:
+                return  # the handler checks binding requests and foreign sessions
+            if header.flags & HeaderFlags.SIGNED:
+                self._verify_setup_signature(req, session)
+            elif (
+                session.state is SessionState.VALID
+                and session.signing_required
+                and not (len(req.body) > 2 and req.body[2] & SESSION_FLAG_BINDING)
             ):
-                self._verify_signature(req, session)
-            return  # the handler checks binding requests and foreign sessions
+                req.session = session
+                raise SMBError(NTStatus.ACCESS_DENIED, "unsigned re-authentication")
+            return
         session = self.server.sessions.get(sid) if sid else None
         if session is None or session.channel_for(self.conn) is None:
             if not info.needs_session:
@@ -503,6 +524,24 @@ class ConnectionProcessor:
             )
         ):
             req.session = session
+
+    def _verify_setup_signature(self, req: Request, session: Session) -> None:
+        """A SESSION_SETUP for a session bound to this connection is checked with this
+        channel's key, as any request (re-authentication, or binding again). Signed with
+        the session's own key instead (what a client does when it binds, so a second
+        binding on a connection that has its channel), it is refused under that key,
+        which is the one such a client checks the answer with."""
+        try:
+            self._verify_signature(req, session)
+        except SMBError:
+            key, algorithm = session.signing_key, session.signing_algorithm
+            if key and crypto.verify(algorithm, key, req.message):
+                req.session = session
+                req.sign_with = (key, algorithm)
+                raise SMBError(
+                    NTStatus.ACCESS_DENIED, "signed with the session key, not the channel's"
+                ) from None
+            raise
 
     def _signing_algorithm(self, session: Session) -> int:
         channel = session.channel_for(self.conn)
@@ -668,6 +707,9 @@ class ConnectionProcessor:
             req.sign_response or session.signing_required or req.header.flags & HeaderFlags.SIGNED
         ):
             return
+        if req.sign_with is not None:
+            out.sign_key, out.sign_algorithm = req.sign_with
+            return
         channel = session.channel_for(self.conn)
         key = channel.signing_key if channel is not None and channel.signing_key else b""
         out.sign_key = key or session.signing_key
@@ -726,12 +768,19 @@ class ConnectionProcessor:
             for m, _s in out:
                 m.sign_key = b""  # an encrypted message is not also signed
         parts = build_chain([m for m, _s in out])
+        into = None
         if enc is not None and enc.encryptor is not None:
+            size = sum(len(p) for p in parts)
+            if size >= _POOLED and self._release is not None:
+                into = POOL.take(size + 15)  # the ciphertext goes straight there
             try:
-                parts = list(enc.encryptor.encrypt(enc.session_id, parts))
+                parts = list(enc.encryptor.encrypt(enc.session_id, parts, into))
             except crypto.CryptoError as e:
                 raise Disconnect(str(e)) from None
         await self.transport.send(parts)
+        if into is not None and self._release is not None:
+            del parts
+            self._release(into)
 
     async def send_unsolicited(
         self, command: int, body: list[bytes | bytearray | memoryview], session: Session | None

@@ -82,6 +82,7 @@ class Request:
         "server",
         "session",
         "sign_response",
+        "sign_with",
         "tree",
     )
 
@@ -113,6 +114,10 @@ class Request:
         # not require it (VALIDATE_NEGOTIATE_INFO, the final SESSION_SETUP), and see the
         # response's exact bytes once built (the 3.1.1 pre-auth integrity hash).
         self.sign_response = False
+        # (key, algorithm) to sign the response with instead of this connection's channel
+        # key: a request signed with the session's own key on a connection bound to it as
+        # another channel is answered under that key, the one its client checks with.
+        self.sign_with: tuple[bytes, int] | None = None
         self.on_response: Callable[[bytes], None] | None = None
 
     @property

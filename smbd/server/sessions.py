@@ -199,10 +199,12 @@ def _bind(req: Request, token: bytes, sid: int) -> Response:
         raise SMBError(NTStatus.INVALID_PARAMETER, "binding with a different cipher")
     if not req.header.flags & HeaderFlags.SIGNED:
         raise SMBError(NTStatus.INVALID_PARAMETER, "binding request is not signed")
+    if session.channel_for(conn) is not None:
+        # the core has checked the request with this channel's key (3.3.5.2.4)
+        req.session = session
+        raise SMBError(NTStatus.REQUEST_NOT_ACCEPTED, "already bound on this connection")
     if not signed:
         raise SMBError(NTStatus.ACCESS_DENIED, "binding request has a bad signature")
-    if session.channel_for(conn) is not None:
-        raise SMBError(NTStatus.REQUEST_NOT_ACCEPTED, "already bound on this connection")
     if len(session.channels) >= server.limits.channels_per_session:
         raise SMBError(NTStatus.INSUFFICIENT_RESOURCES, "too many channels")
     binding = conn.bindings.get(sid)

@@ -123,9 +123,10 @@ class RawClient:
 
     def build(self, header: Header, body: bytes, *, sign: bool | None = None) -> bytes:
         if sign is None:
-            sign = bool(self.signing_key) and header.command not in (
-                Command.NEGOTIATE,
-                Command.SESSION_SETUP,
+            # as clients do: everything of a session is signed, its re-authentication too
+            sign = bool(self.signing_key) and (
+                header.command != Command.NEGOTIATE
+                and (header.command != Command.SESSION_SETUP or header.session_id != 0)
             )
         if sign:
             header = header._replace(flags=header.flags | HeaderFlags.SIGNED)
@@ -147,7 +148,7 @@ class RawClient:
         if encrypt:
             assert self.encryptor is not None
             th, ct = self.encryptor.encrypt(self.session_id, [msg])
-            msg = th + ct
+            msg = bytes(th) + bytes(ct)
         await self.send_frame(msg)
 
     async def recv(self) -> list[Reply]:
@@ -156,7 +157,7 @@ class RawClient:
         if frame[:4] == crypto.TRANSFORM_PROTOCOL_ID:
             assert self.keys is not None
             _sid, plain = crypto.decrypt(self.cipher, self.keys.encryption, frame)
-            frame = plain
+            frame = bytes(plain)
         replies = []
         off = 0
         while True:

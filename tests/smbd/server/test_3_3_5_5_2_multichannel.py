@@ -8,13 +8,16 @@ import struct
 from typing import Any
 
 import pytest
+import spnego
 
 from smbd import crypto
-from smbd.wire.constants import Command
+from smbd.wire.constants import Command, HeaderFlags
 from smbd.wire.ioctl import pack_ioctl_request, parse_ioctl_response
 from smbd.wire.misc import SIMPLE_BODY
+from smbd.wire.session import pack_session_setup_request
 from smbd.wire.status import NTStatus
 from tests.smbd.server.conftest import PASSWORD, USER, Running
+from tests.smbd.server.rawclient import RawClient, Reply
 
 
 @pytest.mark.parametrize("dialect", [0x0300, 0x0302, 0x0311])
@@ -165,3 +168,84 @@ async def test_3_3_5_15_12_validate_negotiate_info(smb: Running) -> None:
     body = pack_ioctl_request(0x00140204, (0xFFFFFFFFFFFFFFFF,) * 2, vni, max_output_response=24)
     await c.send(c.build(c.header(Command.IOCTL, tree_id=tid), body))
     await c.expect_disconnect()
+
+
+async def _first_leg(
+    c: RawClient, session_id: int, *, key: bytes, algorithm: int, flags: int = 0
+) -> Reply:
+    """The first SESSION_SETUP of an exchange for ``session_id``, signed with ``key``
+    (unsigned when empty)."""
+    token = spnego.client(USER, PASSWORD, hostname="vmstor", protocol="ntlm").step()
+    assert token is not None
+    msg = c.build(
+        c.header(Command.SESSION_SETUP, session_id=session_id),
+        pack_session_setup_request(token, flags=flags),
+        sign=False,
+    )
+    if key:
+        h = bytearray(msg)
+        struct.pack_into("<I", h, 16, struct.unpack_from("<I", h, 16)[0] | HeaderFlags.SIGNED)
+        h[48:64] = crypto.sign(algorithm, key, h)
+        msg = bytes(h)
+    await c.send(msg)
+    return await c.recv_one()
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(crypto.AES_CMAC, crypto.HMAC_SHA256), (crypto.HMAC_SHA256, crypto.AES_CMAC)],
+)
+async def test_3_3_5_2_4_setup_on_a_bound_channel_is_checked_with_its_key(
+    smb: Running, first: int, second: int
+) -> None:
+    """smb2.session.bind_negative_smb3sign{CtoH,HtoC}: once a connection is a channel of
+    a session, a SESSION_SETUP for that session is verified with the channel's key. One
+    signed with the session's own key (a client binding again, or re-authenticating with
+    a fresh channel object) is ACCESS_DENIED under that key, the one its client checks
+    the answer with; an unsigned re-authentication of a session that requires signing is
+    ACCESS_DENIED too. None of them touches the session."""
+    c1 = await smb.session((0x0311,), signing=(first,))
+    tid = (await c1.tree_connect(r"\\x\share")).header.tree_id
+    c2 = await smb.client()
+    await c2.negotiate((0x0311,), signing=(second,))
+    assert (await c2.session_setup(USER, PASSWORD, bind_to=c1)).status == 0
+    sid, key = c1.session_id, c1.signing_key
+
+    for flags in (0, 0x01):  # re-authentication, binding again
+        r = await _first_leg(c2, sid, key=key, algorithm=first, flags=flags)
+        assert r.status == NTStatus.ACCESS_DENIED
+        assert r.header.flags & HeaderFlags.SIGNED
+        assert crypto.verify(first, key, r.raw)
+    r = await _first_leg(c2, sid, key=b"", algorithm=0)
+    assert r.status == NTStatus.ACCESS_DENIED
+    # signed with the channel's own key, binding again is REQUEST_NOT_ACCEPTED
+    r = await _first_leg(c2, sid, key=c2.signing_key, algorithm=second, flags=0x01)
+    assert r.status == NTStatus.REQUEST_NOT_ACCEPTED
+    assert crypto.verify(second, c2.signing_key, r.raw)
+
+    (s,) = smb.server.status()["sessions"]
+    assert s["channels"] == 2
+    for c in (c1, c2):
+        assert (await c.call(Command.TREE_DISCONNECT, SIMPLE_BODY, tree_id=tid)).status in (
+            NTStatus.SUCCESS,
+            NTStatus.NETWORK_NAME_DELETED,
+        )
+    assert (await c1.tree_connect(r"\\x\share")).status == 0
+
+
+async def test_3_3_5_2_4_unsigned_reauthentication_is_refused(smb: Running) -> None:
+    c = await smb.session((0x0311,))
+    r = await _first_leg(c, c.session_id, key=b"", algorithm=0)
+    assert r.status == NTStatus.ACCESS_DENIED
+    assert crypto.verify(c.signing_algorithm, c.signing_key, r.raw)  # signed all the same
+    assert (await c.tree_connect(r"\\x\share")).status == 0  # the session lives on
+    assert (await c.session_setup(USER, PASSWORD, reauth=True)).status == 0
+
+
+async def test_3_3_5_2_4_unsigned_reauthentication_without_required_signing(
+    start_server: Any,
+) -> None:
+    run = await start_server(require_signing=False)
+    c = await run.session((0x0311,))
+    r = await _first_leg(c, c.session_id, key=b"", algorithm=0)
+    assert r.status == NTStatus.MORE_PROCESSING_REQUIRED
