@@ -383,15 +383,18 @@ class Encryptor:
         return value.to_bytes(self._nonce_size, "little")
 
     def encrypt(
-        self, session_id: int, plaintext_parts: Sequence[bytes | bytearray | memoryview]
-    ) -> list[bytes]:
+        self,
+        session_id: int,
+        plaintext_parts: Sequence[bytes | bytearray | memoryview],
+        out: memoryview | None = None,
+    ) -> list[bytes | memoryview]:
         """Encrypt one message (or compound chain) given as parts. Returns
-        ``[transform_header, ciphertext]``, 52 bytes then len(plaintext) bytes."""
-        if len(plaintext_parts) == 1:
-            plaintext: bytes | bytearray | memoryview = plaintext_parts[0]
-        else:
-            plaintext = b"".join(plaintext_parts)
-        size = len(plaintext)
+        ``[transform_header, ciphertext]``, 52 bytes then len(plaintext) bytes.
+
+        ``out``: a writable buffer of at least len(plaintext) + 15 bytes; with an AES-GCM
+        cipher and a large message the ciphertext is written there part by part (no
+        joined copy of the plaintext) and returned as a view of it."""
+        size = sum(len(p) for p in plaintext_parts)
         if size == 0 or size > 0xFFFFFFFF:
             raise ValueError("plaintext size out of range")
         nonce = self._take_nonce()
@@ -399,18 +402,32 @@ class Encryptor:
         if size >= _GCM_STREAM_THRESHOLD and self.cipher in _GCM_CIPHERS:
             enc = Cipher(algorithms.AES(self._key), modes.GCM(nonce)).encryptor()
             enc.authenticate_additional_data(aad)
-            ciphertext = enc.update(plaintext)
+            if out is None or len(out) < size + 15:
+                out = memoryview(bytearray(size + 15))
+            pos = 0
+            for part in plaintext_parts:
+                if len(part):
+                    # update_into wants room for a block beyond the data it is given
+                    pos += enc.update_into(part, out[pos:])
             enc.finalize()
-            return [TRANSFORM_PROTOCOL_ID + enc.tag + aad, ciphertext]
+            return [TRANSFORM_PROTOCOL_ID + enc.tag + aad, out[:size]]
+        if len(plaintext_parts) == 1:
+            plaintext: bytes | bytearray | memoryview = plaintext_parts[0]
+        else:
+            plaintext = b"".join(plaintext_parts)
         sealed = self._aead.encrypt(nonce, plaintext, aad)
         return [TRANSFORM_PROTOCOL_ID + sealed[size:] + aad, sealed[:size]]
 
 
-def decrypt(cipher: int, key: bytes, message: memoryview | bytes) -> tuple[int, bytes]:
+def decrypt(
+    cipher: int, key: bytes, message: memoryview | bytes, out: memoryview | None = None
+) -> tuple[int, bytes | memoryview]:
     """Decrypt one transformed message (starting at 0xFD 'SMB').
 
     Returns (SessionId, plaintext). Raises CryptoError for a short or malformed header,
     a size that disagrees with OriginalMessageSize, an unknown Flags value, or a bad tag.
+    ``out``: a writable buffer of at least the plaintext size + 15 bytes; a large AES-GCM
+    message is decrypted into it and the plaintext returned as a view of it.
     """
     aead = _aead(cipher, key)
     view = memoryview(message).cast("B")
@@ -428,7 +445,12 @@ def decrypt(cipher: int, key: bytes, message: memoryview | bytes) -> tuple[int, 
         if size >= _GCM_STREAM_THRESHOLD and cipher in _GCM_CIPHERS:
             dec = Cipher(algorithms.AES(key), modes.GCM(nonce, hdr.signature)).decryptor()
             dec.authenticate_additional_data(aad)
-            plaintext = dec.update(view[TRANSFORM_HEADER_SIZE:])
+            plaintext: bytes | memoryview
+            if out is not None and len(out) >= size + 15:
+                n = dec.update_into(view[TRANSFORM_HEADER_SIZE:], out)
+                plaintext = out[:n]
+            else:
+                plaintext = dec.update(view[TRANSFORM_HEADER_SIZE:])
             dec.finalize()
         else:
             sealed = b"".join((view[TRANSFORM_HEADER_SIZE:], hdr.signature))

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import trio
 
 from smbd.transport.base import Buffer, FramingError, TransportClosed
+from smbd.transport.buffers import POOL
 
 _PREFIX = struct.Struct(">I")
 MAX_FRAME = 0x00FFFFFF  # what 24 bits can say
@@ -104,14 +105,18 @@ class TCPTransport:
                 raise FramingError(
                     f"frame of {length} bytes exceeds the limit of {self.max_message_size}"
                 )
-            buf = bytearray(length)
-            view = memoryview(buf)
+            view = POOL.take(length)
             await self._recv_exactly(view, first=False)
         if scope.cancelled_caught:
             raise TransportClosed(f"frame not completed within {self.frame_timeout} s")
         self.bytes_received += 4 + length
         self.messages_received += 1
         return view
+
+    def release(self, message: memoryview) -> None:
+        """The caller is done with a message ``receive`` returned: its buffer may be
+        reused (it is only when no slice of it survives)."""
+        POOL.give(message)
 
     async def send(self, parts: Sequence[Buffer]) -> None:
         total = sum(len(p) for p in parts)

@@ -1,8 +1,8 @@
 """SMB2 READ ([MS-SMB2] 3.3.5.12) and WRITE (3.3.5.13).
 
-READ fills one buffer per request with ``preadv`` in a worker thread and replies as
-``[fixed part, view of the data]``; WRITE hands the request's own payload view to
-``pwritev``. Nothing is copied on the way.
+READ fills one buffer per request (from the transport's buffer pool) with ``preadv`` in a
+worker thread and replies as ``[fixed part, view of the data]``; WRITE hands the request's
+own payload view to ``pwritev``. Nothing is copied on the way.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from smbd.server.files.common import (
 from smbd.server.files.state import FileServerState
 from smbd.server.request import Request, Response, SMBError
 from smbd.transport import smbdirect
+from smbd.transport.buffers import POOL
 from smbd.wire import rw
 from smbd.wire.status import NTStatus
 
@@ -48,16 +49,16 @@ async def handle_read(req: Request) -> Response:
         raise SMBError(NTStatus.FILE_LOCK_CONFLICT)
     rt = o.file.runtime
     rt.ops += 1
-    buf = bytearray(r.length)
+    buf = POOL.take(r.length)  # the processor hands it back once the response is sent
     with smb_errors():
-        n = await rt.backend.read_into(o.handle, memoryview(buf), r.offset)
+        n = await rt.backend.read_into(o.handle, buf, r.offset)
     if (n == 0 and r.length) or n < r.minimum_count:
         raise SMBError(NTStatus.END_OF_FILE)
     rt.bytes_read += n
     o.position = r.offset + n
     if rdma is not None:
-        return Response(await rdma.respond(memoryview(buf)[:n]))
-    return Response(rw.pack_read_response(memoryview(buf)[:n]))
+        return Response(await rdma.respond(buf[:n]))
+    return Response(rw.pack_read_response(buf[:n]))
 
 
 async def handle_write(req: Request) -> Response:
