@@ -264,7 +264,7 @@ class Target:
 
     def _nexus(self, nexus: Nexus) -> _NexusState:
         st = self._nexuses.get(nexus.key)
-        if st is None or st.nexus != nexus:
+        if st is None or (st.nexus is not nexus and st.nexus != nexus):
             st = _NexusState(nexus)
             self._nexuses[nexus.key] = st
         return st

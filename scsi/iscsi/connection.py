@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 from scsi.iscsi import pdu, text
 from scsi.iscsi.errors import PduError, RejectReason, TextError
@@ -141,8 +142,7 @@ class Task:
         return memoryview(self.buffer)[: self.filled]
 
 
-@dataclass(frozen=True)
-class Execute:
+class Execute(NamedTuple):
     """Run ``task`` on the SCSI layer and call :meth:`Connection.complete`."""
 
     task: Task

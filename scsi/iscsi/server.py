@@ -48,6 +48,7 @@ _GONE = (EOFError, OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 REPORTED_LUNS_DATA_HAS_CHANGED = (0x3F, 0x0E)
 LOGIN_MAX_DATA = 8192  # RFC 7143 13.12: MaxRecvDataSegmentLength default during login
 IOV_MAX = 1024
+_EMPTY = memoryview(b"")
 
 
 @dataclass(frozen=True)
@@ -690,6 +691,8 @@ class _SocketIO:
         size = head + dsl + tail
         dest = destination(header) if destination is not None and dsl >= 16384 else None
         try:
+            if not size:  # a command without AHS, digest or data: the common case
+                return framer.finish_parts(header, _EMPTY, _EMPTY, _EMPTY)
             if dest is None:
                 rest = bytearray(size)
                 if size:
