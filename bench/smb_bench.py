@@ -4,8 +4,9 @@
     python3 -m bench.smb_bench --only samba      # Samba alone (vmstor column shows "-")
     python3 -m bench.smb_bench --reps 5 --size-mib 1024 --depth 8
 
-Both servers run on loopback from temporary folders on the same file system (see
-interop/peers), and are measured one after the other with the same client files:
+Both servers run at the same time on loopback from temporary folders on the same file
+system (see interop/peers) and take turns: each repetition measures Samba, then vmstor,
+with the same client files, so both see the same background load.
 
 - smbclient -m SMB3_11 ``put`` / ``get`` of one random file (1 GiB by default): plain
   (--client-protection=off), signed (signing required: AES-GMAC) and encrypted
@@ -38,7 +39,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,73 +96,80 @@ def _protection(mode: str) -> str:
 
 
 def bench_smbclient_bulk(
-    ep: Endpoint, opts: Options, src: Path, digest: str, out: dict[str, Metric]
+    eps: Sequence[Endpoint], opts: Options, src: Path, digest: str, out: dict[str, Metric]
 ) -> None:
     back = opts.workdir / "back.bin"
     name = "bench-bulk.bin"
     for mode in MODES:
         prot = _protection(mode)
-        put = out[f"put-{mode}"].values.setdefault(ep.kind, [])
-        get = out[f"get-{mode}"].values.setdefault(ep.kind, [])
         for rep in range(opts.reps + 1):  # rep 0 is the untimed warm-up
+            for ep in eps:  # servers take turns, so both see the same background load
+                _sync()
+                r = smbclient(ep, f'put "{src}" {name}', protection=prot, timeout=1200)
+                back.unlink(missing_ok=True)
+                _sync()
+                g = smbclient(ep, f'get {name} "{back}"', protection=prot, timeout=1200)
+                if back.stat().st_size != opts.size or _sha256(back) != digest:
+                    raise PeerError(f"{ep.kind}: {mode} get returned different bytes")
+                back.unlink()
+                if rep:
+                    out[f"put-{mode}"].values.setdefault(ep.kind, []).append(
+                        opts.size / r.seconds / 1e6
+                    )
+                    out[f"get-{mode}"].values.setdefault(ep.kind, []).append(
+                        opts.size / g.seconds / 1e6
+                    )
+                _log(
+                    opts,
+                    f"{ep.kind} {mode} rep {rep}: put {opts.size / r.seconds / 1e6:.0f} MB/s, "
+                    f"get {opts.size / g.seconds / 1e6:.0f} MB/s",
+                )
+        for ep in eps:
+            smbclient(ep, f"rm {name}", protection=prot)
+
+
+def bench_small_files(
+    eps: Sequence[Endpoint], opts: Options, small: Path, out: dict[str, Metric]
+) -> None:
+    n = opts.small_files
+    for rep in range(opts.reps + 1):
+        for ep in eps:
+            d = f"bench-small-{rep}"
+            back = opts.workdir / f"small-back-{ep.kind}-{rep}"
+            back.mkdir()
+            smbclient(ep, f"mkdir {d}", protection="off")
             _sync()
-            r = smbclient(ep, f'put "{src}" {name}', protection=prot, timeout=1200)
-            back.unlink(missing_ok=True)
+            put = smbclient(
+                ep,
+                f'prompt off; recurse off; lcd "{small}"; cd {d}; mput *',
+                protection="off",
+                timeout=600,
+            )
+            got = os.listdir(ep.share_path / d)
+            if len(got) != n:
+                raise PeerError(f"{ep.kind}: mput stored {len(got)} of {n} files")
             _sync()
-            g = smbclient(ep, f'get {name} "{back}"', protection=prot, timeout=1200)
-            if back.stat().st_size != opts.size or _sha256(back) != digest:
-                raise PeerError(f"{ep.kind}: {mode} get returned different bytes")
-            back.unlink()
+            get = smbclient(
+                ep,
+                f'prompt off; recurse off; lcd "{back}"; cd {d}; mget *',
+                protection="off",
+                timeout=600,
+            )
+            for name in os.listdir(small):
+                if (back / name).read_bytes() != (small / name).read_bytes():
+                    raise PeerError(f"{ep.kind}: mget returned different bytes for {name}")
+            smbclient(
+                ep, f"prompt off; cd {d}; del *; cd ..; rmdir {d}", protection="off", timeout=600
+            )
+            shutil.rmtree(back)
             if rep:
-                put.append(opts.size / r.seconds / 1e6)
-                get.append(opts.size / g.seconds / 1e6)
+                out["mput"].values.setdefault(ep.kind, []).append(n / put.seconds)
+                out["mget"].values.setdefault(ep.kind, []).append(n / get.seconds)
             _log(
                 opts,
-                f"{ep.kind} {mode} rep {rep}: put {opts.size / r.seconds / 1e6:.0f} MB/s, "
-                f"get {opts.size / g.seconds / 1e6:.0f} MB/s",
+                f"{ep.kind} small rep {rep}: mput {n / put.seconds:.0f} files/s, "
+                f"mget {n / get.seconds:.0f} files/s",
             )
-        smbclient(ep, f"rm {name}", protection=prot)
-
-
-def bench_small_files(ep: Endpoint, opts: Options, small: Path, out: dict[str, Metric]) -> None:
-    n = opts.small_files
-    mput = out["mput"].values.setdefault(ep.kind, [])
-    mget = out["mget"].values.setdefault(ep.kind, [])
-    for rep in range(opts.reps + 1):
-        d = f"bench-small-{rep}"
-        back = opts.workdir / f"small-back-{rep}"
-        back.mkdir()
-        smbclient(ep, f"mkdir {d}", protection="off")
-        _sync()
-        put = smbclient(
-            ep,
-            f'prompt off; recurse off; lcd "{small}"; cd {d}; mput *',
-            protection="off",
-            timeout=600,
-        )
-        got = sorted(os.listdir(ep.shares[ep.share] / d))
-        if len(got) != n:
-            raise PeerError(f"{ep.kind}: mput stored {len(got)} of {n} files")
-        _sync()
-        get = smbclient(
-            ep,
-            f'prompt off; recurse off; lcd "{back}"; cd {d}; mget *',
-            protection="off",
-            timeout=600,
-        )
-        for name in os.listdir(small):
-            if (back / name).read_bytes() != (small / name).read_bytes():
-                raise PeerError(f"{ep.kind}: mget returned different bytes for {name}")
-        smbclient(ep, f"prompt off; cd {d}; del *; cd ..; rmdir {d}", protection="off", timeout=600)
-        shutil.rmtree(back)
-        if rep:
-            mput.append(n / put.seconds)
-            mget.append(n / get.seconds)
-        _log(
-            opts,
-            f"{ep.kind} small rep {rep}: mput {n / put.seconds:.0f} files/s, "
-            f"mget {n / get.seconds:.0f} files/s",
-        )
 
 
 # -- Python client, several 1 MiB requests in flight ----------------------------------------
@@ -251,45 +259,55 @@ def _pipelined(
     return time.perf_counter() - t0
 
 
-def bench_python_client(ep: Endpoint, opts: Options, pool: bytes, out: dict[str, Metric]) -> None:
+def bench_python_client(
+    eps: Sequence[Endpoint], opts: Options, pool: bytes, out: dict[str, Metric]
+) -> None:
     size = opts.size
-    writes = out["py-write"].values.setdefault(ep.kind, [])
-    reads = out["py-read"].values.setdefault(ep.kind, [])
+    depth = opts.depth
 
     def chunk(off: int) -> bytes:
         start = off % len(pool)
         return pool[start : start + MiB]
 
-    def wrote(off: int, count: Any) -> None:
-        if count != MiB:
-            raise PeerError(f"{ep.kind}: WRITE at {off} wrote {count} bytes")
-
-    def read_ok(off: int, data: Any) -> None:
-        if data != chunk(off):
-            raise PeerError(f"{ep.kind}: READ at {off} returned different bytes")
-
-    with _smbprotocol_file(ep, "bench-py.bin", opts.py_protection) as fh:
-        if fh.connection.max_write_size < MiB or fh.connection.max_read_size < MiB:
-            raise PeerError(f"{ep.kind}: server does not allow 1 MiB reads and writes")
-        depth = opts.depth
-        have = _grow_credits(fh, depth * 16 + 8)
-        if have < depth * 16:
-            raise PeerError(
-                f"{ep.kind}: granted only {have} credits, {depth} x 1 MiB need {depth * 16}"
-            )
+    with ExitStack() as stack:
+        handles = []
+        for ep in eps:
+            fh = stack.enter_context(_smbprotocol_file(ep, "bench-py.bin", opts.py_protection))
+            if fh.connection.max_write_size < MiB or fh.connection.max_read_size < MiB:
+                raise PeerError(f"{ep.kind}: server does not allow 1 MiB reads and writes")
+            have = _grow_credits(fh, depth * 16 + 8)
+            if have < depth * 16:
+                raise PeerError(
+                    f"{ep.kind}: granted only {have} credits; {depth} x 1 MiB need {depth * 16}"
+                )
+            handles.append((ep, fh))
         for rep in range(opts.reps + 1):
-            w = _pipelined(
-                fh, size, depth, lambda off: fh.write(chunk(off), off, send=False), wrote
-            )
-            r = _pipelined(fh, size, depth, lambda off: fh.read(off, MiB, send=False), read_ok)
-            if rep:
-                writes.append(size / w / 1e6)
-                reads.append(size / r / 1e6)
-            _log(
-                opts,
-                f"{ep.kind} python rep {rep}: write {size / w / 1e6:.0f} MB/s, "
-                f"read {size / r / 1e6:.0f} MB/s (depth {depth})",
-            )
+            for ep, fh in handles:
+
+                def wrote(off: int, count: Any, kind: str = ep.kind) -> None:
+                    if count != MiB:
+                        raise PeerError(f"{kind}: WRITE at {off} wrote {count} bytes")
+
+                def read_ok(off: int, data: Any, kind: str = ep.kind) -> None:
+                    if data != chunk(off):
+                        raise PeerError(f"{kind}: READ at {off} returned different bytes")
+
+                def send_write(off: int, fh: Any = fh) -> tuple[Any, Callable[..., Any]]:
+                    return fh.write(chunk(off), off, send=False)  # type: ignore[no-any-return]
+
+                def send_read(off: int, fh: Any = fh) -> tuple[Any, Callable[..., Any]]:
+                    return fh.read(off, MiB, send=False)  # type: ignore[no-any-return]
+
+                w = _pipelined(fh, size, depth, send_write, wrote)
+                r = _pipelined(fh, size, depth, send_read, read_ok)
+                if rep:
+                    out["py-write"].values.setdefault(ep.kind, []).append(size / w / 1e6)
+                    out["py-read"].values.setdefault(ep.kind, []).append(size / r / 1e6)
+                _log(
+                    opts,
+                    f"{ep.kind} python rep {rep}: write {size / w / 1e6:.0f} MB/s, "
+                    f"read {size / r / 1e6:.0f} MB/s (depth {depth})",
+                )
 
 
 # -- driver ---------------------------------------------------------------------------------
@@ -428,12 +446,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i in range(opts.small_files):
             (small / f"f{i:05d}.dat").write_bytes(os.urandom(opts.small_size))
         pool = os.urandom(64 * MiB)
-        for kind in kinds:
-            with server(kind, args.server_dir) as ep:
-                _log(opts, f"{kind} on {ep.host}:{ep.port}")
-                bench_smbclient_bulk(ep, opts, src, digest, results)
-                bench_small_files(ep, opts, small, results)
-                bench_python_client(ep, opts, pool, results)
+        with ExitStack() as stack:
+            eps = [stack.enter_context(server(kind, args.server_dir)) for kind in kinds]
+            for ep in eps:
+                _log(opts, f"{ep.kind} on {ep.host}:{ep.port}")
+            bench_smbclient_bulk(eps, opts, src, digest, results)
+            bench_small_files(eps, opts, small, results)
+            bench_python_client(eps, opts, pool, results)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     smbclient_version = subprocess.run(
