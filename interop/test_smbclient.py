@@ -27,6 +27,8 @@ MODES = [
     pytest.param("SMB2_02", "sign", id="SMB2_02-signed"),
 ]
 GiB = 1 << 30
+# a 1 GiB transfer at 10 MB/s, the least a useful server must do on loopback
+BIG_TIMEOUT = 120
 
 
 def _scratch_root(need: int) -> str | None:
@@ -93,7 +95,9 @@ def test_file_operations(server: Endpoint, scratch: Path, protocol: str, protect
     back = scratch / f"{d}.back"
 
     def run(cmds: str) -> str:
-        return smbclient(server, cmds, protocol=protocol, protection=protection, cwd=scratch).output
+        return smbclient(
+            server, cmds, protocol=protocol, protection=protection, cwd=scratch, timeout=60
+        ).output
 
     run(f"mkdir {d}")
     assert (server.share_path / d).is_dir()
@@ -140,12 +144,16 @@ def test_one_gib_round_trip(
         f'put "{big_file.path}" {name}',
         protocol=protocol,
         protection=protection,
-        timeout=600,
+        timeout=BIG_TIMEOUT,
     )
     assert (server.share_path / name).stat().st_size == big_file.size
     try:
         smbclient(
-            server, f'get {name} "{back}"', protocol=protocol, protection=protection, timeout=600
+            server,
+            f'get {name} "{back}"',
+            protocol=protocol,
+            protection=protection,
+            timeout=BIG_TIMEOUT,
         )
         assert back.stat().st_size == big_file.size
         assert sha256_of(back) == big_file.sha256

@@ -161,7 +161,7 @@ def smbclient(
     protocol: str = "SMB3_11",
     protection: str = "sign",
     share: str | None = None,
-    timeout: float = 300.0,
+    timeout: float = 120.0,
     check: bool = True,
     cwd: str | Path | None = None,
     extra: Sequence[str] = (),
