@@ -305,6 +305,10 @@ class ServerAuthenticator:
             raise _Failure(f"NTLMv1 or LM response refused from {msg.user!r}")
         if len(msg.nt_response) < 16 + 28:
             raise _Failure("short NTLMv2 response")
+        proof, blob = msg.nt_response[:16], msg.nt_response[16:]
+        # The structure first (a malformed NTLMv2_CLIENT_CHALLENGE is INVALID_PARAMETER, as
+        # Samba answers since its bug 14932), then who the client claims to be.
+        client = ntlm.parse_client_challenge(blob)
 
         found = self._credentials.lookup(msg.user)
         if found is None:
@@ -314,7 +318,6 @@ class ServerAuthenticator:
             return AuthResult(STATUS_SUCCESS, is_guest=True), None, msg.flags
         canonical, nt_hash = found
 
-        proof, blob = msg.nt_response[:16], msg.nt_response[16:]
         response_key = None
         # The client keys NTOWFv2 with the domain it typed; accept the common spellings
         # Samba accepts too (as sent, upper-cased, empty), and both ways of upper-casing a
@@ -330,7 +333,6 @@ class ServerAuthenticator:
         if response_key is None:
             raise _Failure(f"wrong password for {msg.user!r}")
 
-        client = ntlm.parse_client_challenge(blob)
         skew = ntlm.unix_from_filetime(client.timestamp) - self._now()
         if abs(skew) > self._max_skew:
             raise _Failure(f"NTLMv2 timestamp {skew:+.0f}s off our clock for {msg.user!r}")

@@ -466,3 +466,36 @@ def test_non_ascii_user_names_from_python_and_windows_style_clients() -> None:
     result = server.step(auth)
     assert result.status == STATUS_SUCCESS
     assert result.session_key == ntlm.session_base_key(key, proof)
+
+
+def _authenticate_message(user: str, nt_response: bytes, lm_response: bytes = bytes(24)) -> bytes:
+    """An [MS-NLMP] 2.2.1.3 AUTHENTICATE_MESSAGE without Version or MIC (Unicode)."""
+    fields = [lm_response, nt_response, b"", user.encode("utf-16-le"), b"", b""]
+    fixed, payload = bytearray(b"NTLMSSP\x00" + struct.pack("<I", 3)), bytearray()
+    for value in fields:
+        fixed += struct.pack("<HHI", len(value), len(value), 64 + len(payload))
+        payload += value
+    flags = ntlm.Flag.UNICODE | ntlm.Flag.NTLM | ntlm.Flag.EXTENDED_SESSIONSECURITY
+    return bytes(fixed + struct.pack("<I", flags) + payload)
+
+
+# The NTLMv2 response of NetApp's "net diag" tool that Samba's bug 14932 is about, as
+# smbtorture's smb2.session.ntlmssp_bug14932 sends it: NTProofStr (0xab...), then an
+# NTLMv2_CLIENT_CHALLENGE whose AV pairs run past the end of the response.
+NETAPP_NT_RESPONSE = bytes.fromhex(
+    "abababababababababababababababab"
+    "0101000000000000" + "3f" * 8 + "b8823af1b3dd0815" + "00000000"
+    "11a20881503822782b9447fe54947bff17275ab4f418badc2c38fd5bfb0ec1851ecc92bb9bb1c4d55314ff8c7649f5459019a2"
+)
+
+
+@pytest.mark.parametrize("user", ["alice", "mallory"])
+def test_2_2_2_7_malformed_ntlmv2_client_challenge_is_invalid_parameter(user: str) -> None:
+    """A malformed NTLMv2 response is refused for what it is, INVALID_PARAMETER (as
+    Samba), before the password or even the user is looked at."""
+    assert len(NETAPP_NT_RESPONSE) == 95
+    server = make_server()
+    first = server.step(b"NTLMSSP\x00" + struct.pack("<II", 1, 0x62088215))
+    assert first.status == STATUS_MORE_PROCESSING_REQUIRED
+    result = server.step(_authenticate_message(user, NETAPP_NT_RESPONSE))
+    assert result == AuthResult(STATUS_INVALID_PARAMETER)
