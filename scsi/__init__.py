@@ -12,8 +12,12 @@ The contract with a transport:
 - ``await Target.execute(nexus, lun, cdb, data_out, expected_in=,
   expected_out=)`` -> :class:`ScsiResult` (status, data-in buffers, 18-byte
   fixed sense).  Never raises for a bad command.  ``expected_out`` is the
-  initiator's expected data-out length (COMPARE AND WRITE checks it); a data-out
-  shorter than the CDB asks for is processed as far as it goes (overflow).
+  initiator's expected data-out length (COMPARE AND WRITE and WRITE SAME check
+  it; pass the EDTL of every write); a data-out shorter than the CDB asks for is
+  processed as far as it goes (overflow).
+- ``Target.execute_now(nexus, lun, cdb, expected_in=)`` -> :class:`ScsiResult` or
+  None: the same command done at once when it needs no waiting (a READ served from
+  the page cache); None changes nothing and means "await ``execute``".
 - ``Target.max_transfer_bytes``: the largest transfer of one command (VPD B0h).
 - Task management: ``abort_task_set(nexus, lun)``, ``lun_reset(lun, nexus)``,
   ``target_reset(nexus)``, ``i_t_nexus_loss(nexus)``.

@@ -1,10 +1,11 @@
 """The iSCSI target server on trio: portals, sessions, and the driver of the sans-IO cores.
 
 Each accepted TCP connection runs the login (:mod:`scsi.iscsi.login`) under a timeout, then
-the full feature phase (:mod:`scsi.iscsi.connection`): one reader task feeds PDUs to the core,
-one task per SCSI command awaits :meth:`scsi.target.Target.execute`, and every piece of output
-is sent with ``sendmsg`` under one lock in the order the core queued it (which is StatSN
-order). PDUs are received into buffers sized from their own length fields; payloads stay
+the full feature phase (:mod:`scsi.iscsi.connection`): one reader task feeds PDUs to the core;
+reads the page cache holds finish right there (:meth:`scsi.target.Target.execute_now`), other
+commands run on per-session workers that await :meth:`scsi.target.Target.execute`; every piece
+of output is sent under one lock in the order the core queued it (which is StatSN order), the
+replies of one receive batch in one ``writev`` before the reader waits for more. PDUs are received into buffers sized from their own length fields; payloads stay
 memoryview slices down to the backend.
 """
 

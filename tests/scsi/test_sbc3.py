@@ -9,7 +9,7 @@ import struct
 from scsi import FileBackend, Target
 from scsi.sense import Status
 
-from .conftest import BLOCKS, data, ready, run, sense
+from .conftest import BLOCKS, INI_A, data, ready, run, sense
 
 
 async def test_sbc3_5_15_read_capacity_10(target: Target) -> None:
@@ -244,3 +244,27 @@ async def test_sbc3_4_6_capacity_data_has_changed(target: Target) -> None:
     assert sense(await run(target, bytes(6))) == (0x6, 0x2A, 0x09)
     d = data(await run(target, bytes.fromhex("25 00 00000000 0000 00 00")))
     assert d == struct.pack(">II", 2 * BLOCKS - 1, 512)
+
+
+async def test_sbc3_5_8_execute_now_answers_cached_reads_like_execute(target: Target) -> None:
+    """Target.execute_now: a READ the page cache holds finishes at once with what
+    execute() would answer; a pending unit attention is reported the same way; other
+    commands (and reads that would wait) are None, having changed nothing."""
+    nexus = INI_A
+    read10 = bytes.fromhex("28 00 00000010 00 0002 00")
+    r = target.execute_now(nexus, 0, read10, expected_in=1024)
+    assert r is not None and r.status == Status.CHECK_CONDITION  # 29/00 after power on
+    assert sense(r) == (6, 0x29, 0)
+    pattern = os.urandom(1024)
+    assert (await run(target, bytes.fromhex("2a 00 00000010 00 0002 00"), pattern)).status == 0
+    r = target.execute_now(nexus, 0, read10, expected_in=1024)
+    assert r is not None and data(r) == pattern
+    # Out of range: the same sense as execute().
+    r = target.execute_now(nexus, 0, bytes.fromhex("28 00 000007ff 00 0002 00"), expected_in=1024)
+    assert r is not None and sense(r) == (5, 0x21, 0)
+    # No LU there: LOGICAL UNIT NOT SUPPORTED, as from execute().
+    r = target.execute_now(nexus, 7, read10, expected_in=1024)
+    assert r is not None and sense(r) == (5, 0x25, 0)
+    # Not a read: the transport must await execute().
+    assert target.execute_now(nexus, 0, bytes(6), expected_in=0) is None
+    assert target.statistics()["commands"] == 5  # the ones answered, counted once each
