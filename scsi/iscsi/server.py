@@ -5,8 +5,9 @@ the full feature phase (:mod:`scsi.iscsi.connection`): one reader task feeds PDU
 reads the page cache holds finish right there (:meth:`scsi.target.Target.execute_now`), other
 commands run on per-session workers that await :meth:`scsi.target.Target.execute`; every piece
 of output is sent under one lock in the order the core queued it (which is StatSN order), the
-replies of one receive batch in one ``writev`` before the reader waits for more. PDUs are received into buffers sized from their own length fields; payloads stay
-memoryview slices down to the backend.
+replies of one receive batch in one ``writev`` before the reader waits for more. PDUs are
+received into buffers sized from their own length fields; payloads stay memoryview slices
+down to the backend.
 """
 
 from __future__ import annotations
