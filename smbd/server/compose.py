@@ -17,7 +17,7 @@ _NO_SIGNATURE = bytes(16)
 class OutMessage:
     """One response (or unsolicited message) of a chain, before signing."""
 
-    __slots__ = ("after_send", "body", "header", "sign_algorithm", "sign_key")
+    __slots__ = ("after_send", "body", "echo_signature", "header", "sign_algorithm", "sign_key")
 
     def __init__(
         self,
@@ -33,6 +33,12 @@ class OutMessage:
         self.sign_key = sign_key
         self.sign_algorithm = sign_algorithm
         self.after_send = after_send
+        # An error to a signed request that names no session the server holds a key for
+        # carries the request's own SIGNED flag and signature back, as Samba's answers
+        # do: a client that requires signing takes USER_SESSION_DELETED unverified, and
+        # INVALID_PARAMETER, NETWORK_NAME_DELETED or FILE_CLOSED when the signature is
+        # its own (smbXcli), where an unsigned answer would end its connection.
+        self.echo_signature = b""
 
     @property
     def body_size(self) -> int:
@@ -56,14 +62,15 @@ def build_chain(messages: list[OutMessage]) -> list[Buffer]:
         pad = (-size) % 8 if i < last else 0
         h = m.header
         flags = h.flags | HeaderFlags.SERVER_TO_REDIR
-        if m.sign_key:
+        echo = m.echo_signature if not m.sign_key else b""
+        if m.sign_key or echo:
             flags |= HeaderFlags.SIGNED
         else:
             flags &= ~HeaderFlags.SIGNED
         h = h._replace(
             flags=flags,
             next_command=size + pad if i < last else 0,
-            signature=_NO_SIGNATURE,
+            signature=echo or _NO_SIGNATURE,
         )
         hdr = pack_header(h)
         element: list[Buffer] = [hdr, *m.body]

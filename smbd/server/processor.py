@@ -37,7 +37,7 @@ from smbd.wire.constants import (
     HeaderFlags,
 )
 from smbd.wire.errors import ParseError
-from smbd.wire.header import HEADER_SIZE, Header, command_name, parse_header
+from smbd.wire.header import HEADER_SIZE, SIGNATURE_OFFSET, Header, command_name, parse_header
 from smbd.wire.misc import parse_simple
 from smbd.wire.session import SESSION_FLAG_BINDING
 from smbd.wire.status import NTStatus
@@ -345,7 +345,6 @@ class ConnectionProcessor:
                     chain.related_file_id = None  # an unrelated request starts afresh
                 if related and chain.failed_status is not None:
                     raise SMBError(chain.failed_status, "a CREATE earlier in the chain failed")
-                self._check_credit_charge(header, req.body, charge)
                 info = COMMAND_INFO.get(cmd)
                 if info is None:
                     raise SMBError(NTStatus.INVALID_PARAMETER, f"unknown command 0x{cmd:04x}")
@@ -355,6 +354,8 @@ class ConnectionProcessor:
                 self._lookup_session(req, info, chain, related)
                 if info.needs_tree:
                     self._lookup_tree(req, chain, related)
+                # after the session: its error is signed like any of the session's
+                self._check_credit_charge(header, req.body, charge)
                 resp = await self._run_handler(req, handler, state)
             except SMBError as e:
                 resp = Response(error_body(e.error_data), e.status)
@@ -514,7 +515,9 @@ class ConnectionProcessor:
         header = req.header
         if not header.flags & HeaderFlags.SIGNED:
             return
-        session = self.server.sessions.get(header.session_id)
+        chain = req._chain
+        sid = chain.session_id if req.is_related and chain.session_id else header.session_id
+        session = self.server.sessions.get(sid)
         if (
             session is not None
             and session.keys is not None
@@ -690,6 +693,8 @@ class ConnectionProcessor:
         out = OutMessage(h, resp.body, after_send=req.on_response)
         if session is not None:
             self._sign_setup(out, session, req, state)
+        elif header.flags & HeaderFlags.SIGNED and _is_error(resp.status):
+            out.echo_signature = bytes(req.message[SIGNATURE_OFFSET : SIGNATURE_OFFSET + 16])
         if req.async_id:
             # the final response of an async request goes out on its own
             self._nursery_send([(out, session)], chain.encrypted_by)
@@ -766,7 +771,7 @@ class ConnectionProcessor:
         enc = self._encrypting_session(out, encrypted_by)
         if enc is not None:
             for m, _s in out:
-                m.sign_key = b""  # an encrypted message is not also signed
+                m.sign_key = m.echo_signature = b""  # an encrypted message is not signed
         parts = build_chain([m for m, _s in out])
         into = None
         if enc is not None and enc.encryptor is not None:

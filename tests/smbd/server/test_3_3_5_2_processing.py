@@ -111,6 +111,75 @@ async def test_credit_charge_must_cover_the_payload(smb: Running) -> None:
     assert r.status == NTStatus.INVALID_PARAMETER
 
 
+async def test_3_3_5_2_5_bad_credit_charge_is_answered_signed(smb: Running) -> None:
+    """The CreditCharge check runs once the request's session is known, so its error is
+    signed like any answer of the session, in a related chain too."""
+    c = await smb.session()
+    r = await c.tree_connect(r"\\x\share", credits=256)
+    tid = r.header.tree_id
+    read = struct.pack("<HBBIQQQIIIHH", 49, 0, 0, 1 << 20, 0, 1, 2, 0, 0, 0, 0, 0) + b"\0"
+    r = await c.call(Command.READ, read, tree_id=tid, credit_charge=1)
+    assert r.status == NTStatus.INVALID_PARAMETER
+    assert crypto.verify(c.signing_algorithm, c.signing_key, r.raw)
+    rel = HeaderFlags.RELATED_OPERATIONS
+    msgs = [
+        (c.header(Command.TREE_CONNECT), pack_tree_connect_request(r"\\x\share")),
+        (
+            c.header(
+                Command.READ,
+                flags=rel,
+                tree_id=0xFFFFFFFF,
+                session_id=0xFFFFFFFFFFFFFFFF,
+                credit_charge=1,
+            ),
+            read,
+        ),
+    ]
+    await c.send(c.compound(msgs))
+    replies = await c.recv()
+    assert [r.status for r in replies] == [0, NTStatus.INVALID_PARAMETER]
+    for r in replies:
+        assert crypto.verify(c.signing_algorithm, c.signing_key, r.raw)
+
+
+async def test_3_3_5_2_9_unknown_session_error_echoes_the_signature(smb: Running) -> None:
+    """smb2.compound.invalid2 with signing required: a signed request for a session the
+    server does not know gets USER_SESSION_DELETED, and the related request after it
+    INVALID_PARAMETER; with no key to sign with, both carry the request's SIGNED flag and
+    signature back (as Samba), which a client that requires signing accepts for these
+    errors where it drops an unsigned answer."""
+    c = await smb.session()
+    rel = HeaderFlags.RELATED_OPERATIONS
+    none = 0xFFFFFFFFFFFFFFFF
+    msgs = [
+        (c.header(Command.TREE_CONNECT, session_id=none), pack_tree_connect_request("x")),
+        (c.header(Command.TREE_DISCONNECT, flags=rel, session_id=none), SIMPLE_BODY),
+        (c.header(Command.ECHO, session_id=none), ECHO),
+    ]
+    chain = c.compound(msgs)
+    second = struct.unpack_from("<I", chain, 20)[0]
+    third = second + struct.unpack_from("<I", chain, second + 20)[0]
+    await c.send(chain)
+    replies = await c.recv()
+    assert [r.status for r in replies] == [
+        NTStatus.USER_SESSION_DELETED,
+        NTStatus.INVALID_PARAMETER,
+        NTStatus.SUCCESS,
+    ]
+    for r, off in zip(replies[:2], (0, second), strict=True):
+        assert r.header.flags & HeaderFlags.SIGNED
+        assert r.header.signature == chain[off + 48 : off + 64]
+    # a successful answer is never dressed up as signed
+    assert not replies[2].header.flags & HeaderFlags.SIGNED
+    assert chain[third + 48 : third + 64] != bytes(16)
+    # unsigned requests get unsigned errors
+    h = c.header(Command.TREE_CONNECT, session_id=none)
+    await c.send(c.build(h, pack_tree_connect_request("x"), sign=False))
+    r = await c.recv_one()
+    assert r.status == NTStatus.USER_SESSION_DELETED
+    assert not r.header.flags & HeaderFlags.SIGNED
+
+
 # ------------------------------------------------------------------ compound (3.3.5.2.7)
 
 
@@ -194,6 +263,17 @@ async def test_related_file_id_and_error_cascade(start_server: Any) -> None:
     await c.send(c.compound(msgs))
     replies = await c.recv()
     assert [r.status for r in replies] == [NTStatus.OBJECT_NAME_NOT_FOUND] * 3
+    # signed with the chain's session, whatever SessionId the related requests carry
+    none = 0xFFFFFFFFFFFFFFFF
+    msgs = [
+        (c.header(Command.CREATE, tree_id=tid), b"\x39\x00" + bytes(6) + b"missing"),
+        (c.header(Command.CLOSE, flags=rel, session_id=none, tree_id=0xFFFFFFFF), wild),
+    ]
+    await c.send(c.compound(msgs))
+    replies = await c.recv()
+    assert [r.status for r in replies] == [NTStatus.OBJECT_NAME_NOT_FOUND] * 2
+    for r in replies:
+        assert crypto.verify(c.signing_algorithm, c.signing_key, r.raw)
     # the all-ones FileId outside a related chain names nothing
     r = await c.call(Command.CLOSE, wild, tree_id=tid)
     assert r.status == NTStatus.FILE_CLOSED
