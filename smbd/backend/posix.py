@@ -241,6 +241,8 @@ _O_CLOEXEC = os.O_CLOEXEC
 _O_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC
 _O_DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _O_CLOEXEC
 _RW_CHUNK = 1 << 30
+_RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
+INLINE_READ_MAX = 1 << 20  # larger reads always go to a worker thread
 SD_XATTR = "user.vmstor.sd"
 EA_XATTR_PREFIX = (
     "user.vmstor.ea."  # largest single preadv/pwritev the kernel does in one go anyway
@@ -662,6 +664,12 @@ class PosixShare:
         )
 
     def stat_sync(self, handle: FileHandle) -> FileStat:
+        st = self._stat(handle, fiemap=True)
+        assert st is not None
+        return st
+
+    def _stat(self, handle: FileHandle, *, fiemap: bool) -> FileStat | None:
+        """The file's information; None when it needs FIEMAP and ``fiemap`` is false."""
         with os_errors("fstat"):
             s = os.fstat(handle.fd)
         name = handle.components[-1] if handle.components else ""
@@ -672,13 +680,25 @@ class PosixShare:
         if not st.is_dir and st.allocation_size > _round_up(s.st_size, s.st_blksize):
             # More blocks than the data needs: space reserved past the end of file, or an
             # external xattr block (which is not the file's allocation). FIEMAP tells.
+            if not fiemap:
+                return None
             data = _fiemap_bytes(handle.fd)
             if data is not None:
                 st = st._replace(allocation_size=data)
         return st
 
     async def stat(self, handle: FileHandle) -> FileStat:
-        return await self.run(self.stat_sync, handle)
+        """fstat and the xattrs of an open file read its in-memory inode (~8 us), far less
+        than a worker thread round trip (60 us idle, milliseconds on a busy machine): they
+        run on the event loop. FIEMAP, which may read extent blocks, goes to a thread."""
+        try:
+            st = self._stat(handle, fiemap=False)
+        except OSError as exc:
+            raise BackendError(status_for_errno(exc.errno), str(exc)) from exc
+        if st is None:
+            return await self.run(self.stat_sync, handle)
+        await trio.lowlevel.checkpoint()
+        return st
 
     def stat_entry_sync(self, directory: FileHandle, name: str) -> FileStat | None:
         """Stat one name of an open directory for enumeration; None for what a client cannot
@@ -864,8 +884,31 @@ class PosixShare:
                 done += n
         return done
 
+    def read_now(self, handle: FileHandle, buf: memoryview, offset: int) -> int | None:
+        """Page-cache hits, served on the event loop: ``preadv(RWF_NOWAIT)`` never blocks
+        and a worker thread costs ~100 us a call, more than copying a cached MiB. Returns
+        the count read (0 at end of file; short only at end of file or where the cached
+        part ends), or None when nothing could be read without waiting."""
+        if not _RWF_NOWAIT or len(buf) > INLINE_READ_MAX or not len(buf):
+            return None
+        try:
+            return os.preadv(handle.fd, [buf], offset, _RWF_NOWAIT)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                return None
+            raise BackendError(status_for_errno(exc.errno), f"read: {exc}") from exc
+
     async def read_into(self, handle: FileHandle, buf: memoryview, offset: int) -> int:
-        return await self.run(self.read_into_sync, handle, buf, offset)
+        n = self.read_now(handle, buf, offset)
+        if n is None:
+            return await self.run(self.read_into_sync, handle, buf, offset)
+        if n == len(buf) or n == 0:
+            await trio.lowlevel.checkpoint()
+            return n
+        # short: the end of the file, or the end of what is cached; the thread finds out
+        return n + await self.run(self.read_into_sync, handle, buf[n:], offset + n)
 
     def write_sync(
         self, handle: FileHandle, data: memoryview, offset: int, *, sync: bool = False
