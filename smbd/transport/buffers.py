@@ -8,7 +8,8 @@ once the message has been processed or sent.
 Returning a buffer is safe by construction: ``give`` releases the caller's view and
 keeps the ``bytearray`` only when nothing else refers to it any more (no slice kept by a
 handler, no other object); otherwise the buffer is simply left to the garbage collector.
-The pool's memory is bounded by ``max_bytes``.
+The pool's memory is bounded by ``max_bytes``. It is used from the event loop's thread
+only (no locking).
 """
 
 from __future__ import annotations
