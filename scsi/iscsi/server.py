@@ -50,6 +50,8 @@ _GONE = (EOFError, OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 REPORTED_LUNS_DATA_HAS_CHANGED = (0x3F, 0x0E)
 LOGIN_MAX_DATA = 8192  # RFC 7143 13.12: MaxRecvDataSegmentLength default during login
 IOV_MAX = 1024
+INLINE_READ_MAX = 64 * 1024  # reads up to this size may complete on the receive path
+SYNC_SEND_MAX = 256 * 1024  # sends up to this size try writev before trio's sendmsg
 _EMPTY = memoryview(b"")
 
 
@@ -395,7 +397,7 @@ class IscsiServer:
                 p.data_digest,
                 extra=extra,
             )
-            io.before_wait = lambda: self._flush(io, conn)
+            io.before_wait = lambda: self._batch_done(io, session)
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._reader, io, session, nursery)
@@ -427,6 +429,15 @@ class IscsiServer:
         # Replies wait for the end of the receive batch (io.before_wait), unless many.
         if len(s.conn.out) > self.MAX_QUEUED:
             await self._flush(io, s.conn)
+
+    async def _batch_done(self, io: _SocketIO, s: Session) -> None:
+        """The reader is about to wait for input: send what it queued, unless the writer
+        is busy sending (then the writer takes it along, and the reader keeps going)."""
+        if s.conn.out:
+            if io.send_lock.locked():
+                s.wake.set()
+            else:
+                await self._flush(io, s.conn)
 
     async def _flush(self, io: _SocketIO, conn: Connection) -> None:
         if not conn.out:
@@ -473,9 +484,10 @@ class IscsiServer:
     async def _event(self, io: _SocketIO, s: Session, ev: object, nursery: trio.Nursery) -> None:
         if isinstance(ev, Execute):
             task = ev.task
-            if task.read and s.nexus is not None:
-                # A read the page cache can serve finishes right here, its Data-In
-                # queued with the other replies of this receive batch.
+            if task.read and task.edtl <= INLINE_READ_MAX and s.nexus is not None:
+                # A small read the page cache can serve finishes right here, its Data-In
+                # queued with the other replies of this receive batch.  Large ones go
+                # to a worker, so that sending one overlaps with reading the next.
                 result = self.target.execute_now(
                     s.nexus, task.lun_id, task.cdb, expected_in=task.edtl
                 )
@@ -713,11 +725,17 @@ class _SocketIO:
         iov: list[Any] = [b for p in pdus for b in p]
         while iov:
             batch = iov[:IOV_MAX]
-            try:
-                sent = os.writev(self._fd, batch)
-            except BlockingIOError:
-                sent = await self.sock.sendmsg(batch)
             total = sum(len(b) for b in batch)
+            sent = -1
+            if total <= SYNC_SEND_MAX:
+                try:
+                    sent = os.writev(self._fd, batch)
+                except BlockingIOError:
+                    sent = -1
+            if sent < 0:
+                # Large sends go through trio, which lets the reader and the workers
+                # run between partial sends (the next reads overlap with this one).
+                sent = await self.sock.sendmsg(batch)
             if sent == total:
                 iov = iov[IOV_MAX:]
                 continue
