@@ -135,6 +135,9 @@ async def _core_fsctl(req: Request, code: int) -> Response:
         req.sign_response = True  # 3.3.5.15.12: the response is signed
         return Response(pack_ioctl_response(code, r.file_id, out))
     # FSCTL_QUERY_NETWORK_INTERFACE_INFO
+    if r.file_id != (0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF):
+        # the request is about the connection, not an open (Windows and Samba agree)
+        raise SMBError(NTStatus.INVALID_PARAMETER, "FileId must be all ones")
     if conn.dialect < SMB3_0 or not conn.supports_multichannel:
         raise SMBError(NTStatus.NOT_SUPPORTED, "multichannel is not negotiated")
     out = req.server.network_interface_info(conn)

@@ -148,6 +148,17 @@ async def test_3_3_5_15_11_network_interface_info(smb: Running) -> None:
     assert ipaddress.IPv4Address(addr) == ipaddress.IPv4Address("127.0.0.1")
 
 
+async def test_3_3_5_15_11_network_interface_info_needs_the_all_ones_file_id(
+    smb: Running,
+) -> None:
+    c = await smb.session((0x0311,))
+    tid = (await c.tree_connect(r"\\x\IPC$")).header.tree_id
+    fid = (0xFFFFFFFFFFFF7FFF, 0x7FFFFFFFFFFFFFFF)
+    body = pack_ioctl_request(0x001401FC, fid, max_output_response=65536)
+    r = await c.call(Command.IOCTL, body, tree_id=tid)
+    assert r.status == NTStatus.INVALID_PARAMETER
+
+
 async def test_3_3_5_15_12_validate_negotiate_info(smb: Running) -> None:
     c = await smb.client()
     await c.negotiate((0x0300, 0x0302), security_mode=1, capabilities=0x7F)
