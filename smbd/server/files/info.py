@@ -368,6 +368,8 @@ async def _set_rename(req: Request, o: Open, buf: memoryview, ex: bool) -> None:
         return
     if o.is_dir and files.has_open_below(rt, old):
         raise SMBError(NTStatus.ACCESS_DENIED, "directory has open files below it")
+    if files.parent_open_for_delete(rt, old):
+        raise SMBError(NTStatus.SHARING_VIOLATION, "the parent directory is open for DELETE")
     if files.oplocks is not None:
         await files.oplocks.break_handle_caching(req, o)
     with smb_errors():

@@ -449,6 +449,19 @@ class FileServerState:
             for f in self.files.values()
         )
 
+    def parent_open_for_delete(self, runtime: ShareRuntime, components: Components) -> bool:
+        """Whether the directory holding ``components`` has an open with DELETE access:
+        Windows then refuses to rename the entry with SHARING_VIOLATION (the parent could
+        be deleted or renamed under it), before breaking any oplock."""
+        parent = components[:-1]
+        return any(
+            f.runtime is runtime
+            and f.is_dir
+            and f.components == parent
+            and any(not o.closed and o.granted_access & DELETE for o in f.opens)
+            for f in self.files.values()
+        )
+
     # -- lifecycle hooks the core calls ----------------------------------------------------
 
     def _close_now(self, opens: Sequence[Open]) -> None:

@@ -173,6 +173,7 @@ async def test_set_info_disposition_rename_eof(root: Path) -> None:
     assert st == NTStatus.DIRECTORY_NOT_EMPTY
     rn = fscc.pack_rename_info(fscc.RenameInfo(False, 0, "e"))
     assert await c.status_of(Command.SET_INFO, _set(d.file_id, 10, rn)) == NTStatus.ACCESS_DENIED
+    await c.close(d.file_id)  # an open parent with DELETE access would refuse renames below
     # end of file
     await c.set_info(f.file_id, InfoType.FILE, 20, struct.pack("<Q", 1 << 20))
     assert os.stat(root / "d" / "f").st_size == 1 << 20
@@ -194,6 +195,7 @@ async def test_set_info_disposition_rename_eof(root: Path) -> None:
     assert std[8 + 20] == 1  # DeletePending
     await c.close(f.file_id)
     assert not (root / "g").exists()
+    d = await c.create("d", options=Opt.DIRECTORY_FILE)
     await c.set_info(d.file_id, InfoType.FILE, 13, b"\x01")
     await c.close(d.file_id)
     assert os.listdir(root) == []
@@ -488,3 +490,23 @@ async def test_losing_one_channel_keeps_the_opens(root: Path) -> None:
     c.session.channels = [Channel(second, b"")]
     files.connection_lost(second)
     assert files.open_list() == []
+
+
+async def test_rename_refused_while_the_parent_is_open_for_delete(root: Path) -> None:
+    """[MS-FSA] 2.1.5.15.12 via Windows behaviour (smbtorture smb2.oplock.exclusive6): an
+    open of the parent directory with DELETE access makes a rename of an entry in it fail
+    with SHARING_VIOLATION; without DELETE the rename goes through."""
+    files, share = make_state(root)
+    c = Client(files, share)
+    d = await c.create("d", disposition=D.CREATE, options=Opt.DIRECTORY_FILE)
+    f = await c.create("d\\f1", disposition=D.CREATE)
+    rn = fscc.pack_rename_info(fscc.RenameInfo(True, 0, "d\\f2"))
+    st = await c.status_of(Command.SET_INFO, _set(f.file_id, 10, rn))
+    assert st == NTStatus.SHARING_VIOLATION
+    assert (root / "d" / "f1").exists()
+    await c.close(d.file_id)
+    d2 = await c.create("d", access=READ | WRITE, options=Opt.DIRECTORY_FILE)
+    await c.set_info(f.file_id, InfoType.FILE, 10, rn)
+    assert (root / "d" / "f2").exists() and not (root / "d" / "f1").exists()
+    await c.close(d2.file_id)
+    await c.close(f.file_id)
