@@ -14,9 +14,11 @@ from smbd.wire.status import NTStatus
 __all__ = [
     "MAX_COMPONENT_BYTES",
     "MAX_PATH_CHARS",
+    "STREAMS_DIR",
     "Components",
     "join_components",
     "split_path",
+    "split_stream_path",
     "validate_component",
 ]
 
@@ -68,6 +70,34 @@ def split_path(path: str) -> Components:
     if not path:
         return ()
     return tuple(validate_component(c) for c in path.split("\\"))
+
+
+# The folder at the share root that holds named streams ([MS-FSCC] 2.1.5.1.1 ... the data
+# of ``file:name``): ``STREAMS_DIR/<inode>/<name>``. Clients can neither see nor name it.
+STREAMS_DIR = ".vmstor-streams"
+
+
+def split_stream_path(path: str) -> tuple[Components, str | None]:
+    """Split a CREATE name that may end in a stream: ``file:name`` and ``file:name:$DATA``
+    give ``(components of file, "name")``; ``file::$DATA`` and plain names give ``None``
+    as the stream. Any stream type other than ``$DATA`` is OBJECT_NAME_INVALID, as is a
+    stream name that would not be a valid file name."""
+    head, sep, last = path.rpartition("\\")
+    if ":" not in last or last.endswith(_DEFAULT_STREAM):
+        comps = split_path(path)
+    else:
+        base, _, rest = last.partition(":")
+        name, _, stype = rest.partition(":")
+        if stype and stype.upper() != "$DATA":
+            raise BackendError(NTStatus.OBJECT_NAME_INVALID, f"stream type {stype!r}")
+        if not base:
+            raise BackendError(NTStatus.OBJECT_NAME_INVALID, "stream of the share root")
+        comps = split_path(head + sep + base)
+        if name:
+            return comps, validate_component(name)
+    if comps and comps[0].upper() == STREAMS_DIR.upper():
+        raise BackendError(NTStatus.OBJECT_NAME_NOT_FOUND, "reserved name")
+    return comps, None
 
 
 def join_components(components: Components) -> str:

@@ -31,6 +31,7 @@ tests call directly). OS errors leave as :class:`~smbd.backend.errors.BackendErr
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -57,7 +58,7 @@ from smbd.backend.attrs import (
     ns_to_filetime,
 )
 from smbd.backend.errors import BackendError, os_errors, status_for_errno
-from smbd.backend.paths import Components, join_components
+from smbd.backend.paths import STREAMS_DIR, Components, join_components
 from smbd.wire.status import NTStatus
 
 __all__ = [
@@ -195,6 +196,14 @@ def _exists(dirfd: int, name: str) -> bool:
     except OSError:
         return True  # let the real lookup report it
     return True
+
+
+def _gone(fd: int) -> bool:
+    """Whether the open file ``fd`` has no name left."""
+    try:
+        return os.fstat(fd).st_nlink == 0
+    except OSError:
+        return False
 
 
 def _round_up(n: int, unit: int) -> int:
@@ -1139,6 +1148,99 @@ class PosixShare:
                     os.unlink(name, dir_fd=parent)
         finally:
             os.close(parent)
+        if handle.components[0] != STREAMS_DIR and (handle.is_dir or _gone(handle.fd)):
+            self._drop_streams(handle.ino)
+
+    # -- named streams -----------------------------------------------------------------------
+    # The data of ``file:name`` lives in ``STREAMS_DIR/<inode of file>/<name>`` under the
+    # share root: a plain file, so reads, writes, sparse ranges and copies work on it as on
+    # any other, and an open of it is an open of its own (share modes per stream). The
+    # folder of a file goes when the file's last name does.
+
+    def _streams_of(self, ino: int, *, create: bool) -> int | None:
+        """An O_PATH fd of the stream folder of inode ``ino`` (None when it does not exist
+        and ``create`` is false)."""
+        names = (STREAMS_DIR, str(ino))
+        fd = os.dup(self._root_fd)
+        try:
+            for name in names:
+                try:
+                    nfd = os.open(name, _O_DIR_PATH, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        return None
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(name, 0o700, dir_fd=fd)
+                    nfd = os.open(name, _O_DIR_PATH, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def stream_components_sync(self, base: Components, stream: str, create: bool) -> Components:
+        """Where the stream ``stream`` of file ``base`` lives, as components to open. With
+        ``create`` a missing base file is created empty (opening ``new:s`` for writing
+        makes ``new``), as are the folders; without, a missing base is
+        OBJECT_NAME_NOT_FOUND."""
+        disposition = Disposition.OPEN_IF if create else Disposition.OPEN
+        r = self.open_sync(base, disposition, 0, want_write=False)
+        try:
+            ino = r.handle.ino
+        finally:
+            self.close_sync(r.handle)
+        fd = self._streams_of(ino, create=create)
+        if fd is not None:
+            os.close(fd)
+        return (STREAMS_DIR, str(ino), stream)
+
+    def list_streams_sync(self, handle: FileHandle) -> list[tuple[str, int, int]]:
+        """The named streams of an open file (or of the file an open stream belongs to)
+        as (name, size, allocation size), sorted by name."""
+        comps = handle.components
+        ino = int(comps[1]) if len(comps) == 3 and comps[0] == STREAMS_DIR else handle.ino
+        fd = self._streams_of(ino, create=False)
+        if fd is None:
+            return []
+        try:
+            rfd = self._reopen(fd, os.O_RDONLY | os.O_DIRECTORY)
+        finally:
+            os.close(fd)
+        out = []
+        try:
+            for name in sorted(os.listdir(rfd)):
+                try:
+                    s = os.stat(name, dir_fd=rfd, follow_symlinks=False)
+                except OSError:
+                    continue
+                if st.S_ISREG(s.st_mode):
+                    out.append((name, s.st_size, s.st_blocks * 512))
+        finally:
+            os.close(rfd)
+        return out
+
+    def _drop_streams(self, ino: int) -> None:
+        """Remove the stream folder of a file whose last name is gone."""
+        fd = self._streams_of(ino, create=False)
+        if fd is None:
+            return
+        try:
+            rfd = self._reopen(fd, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                for name in os.listdir(rfd):
+                    with contextlib.suppress(OSError):
+                        os.unlink(name, dir_fd=rfd)
+            finally:
+                os.close(rfd)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            parent = self._walk((STREAMS_DIR,))
+            try:
+                os.rmdir(str(ino), dir_fd=parent)
+            finally:
+                os.close(parent)
 
     def is_empty_dir_sync(self, handle: FileHandle) -> bool:
         with os_errors("scandir"), os.scandir(handle.fd) as it:
@@ -1151,6 +1253,8 @@ class PosixShare:
             names = os.listdir(handle.fd)
         out = []
         for n in names:
+            if n == STREAMS_DIR and not handle.components:
+                continue
             try:
                 n.encode("utf-8")
             except UnicodeEncodeError:

@@ -19,9 +19,9 @@ from smbd.backend import (
     FileStat,
     OpenResult,
     PosixShare,
-    split_path,
 )
 from smbd.backend.attrs import FileAttributes
+from smbd.backend.paths import STREAMS_DIR, split_stream_path
 from smbd.server.files import eas, security
 from smbd.server.files.common import (
     ACCESS_SYSTEM_SECURITY,
@@ -71,6 +71,12 @@ def maximal_access(tree_access: int, read_only_share: bool, st: FileStat | None)
     elif st is not None and st.attributes & FileAttributes.READONLY and not st.is_dir:
         access &= ~(FILE_WRITE_DATA | FILE_APPEND_DATA)
     return access
+
+
+# the dispositions that create a missing file (and so the file a new stream belongs to)
+_CREATING = frozenset(
+    (Disposition.SUPERSEDE, Disposition.CREATE, Disposition.OPEN_IF, Disposition.OVERWRITE_IF)
+)
 
 
 def _open_and_stat(
@@ -185,9 +191,15 @@ async def handle_create(req: Request) -> Response:
         return await _reconnect(req, cr, rt, dhnc, dh2c)
     _validate(cr)
     try:
-        comps = split_path(cr.name)
+        comps, stream = split_stream_path(cr.name)
     except BackendError as exc:
         raise SMBError(exc.status, str(exc)) from exc
+    if stream is not None:
+        if cr.create_options & wc.CreateOptions.DIRECTORY_FILE:
+            raise SMBError(NTStatus.NOT_A_DIRECTORY, "a stream is not a directory")
+        creates = cr.create_disposition in _CREATING
+        with smb_errors():
+            comps = await rt.backend.run(rt.backend.stream_components_sync, comps, stream, creates)
     lease = None
     if cr.requested_oplock_level == wc.OplockLevel.LEASE and req.connection.dialect >= 0x0210:
         rqls = cr.context(wc.CTX_REQUEST_LEASE)
@@ -402,7 +414,11 @@ async def handle_create(req: Request) -> Response:
 
     rt.ops += 1
     req.set_related_file_id(o.file_id)
-    if result.action == CreateAction.CREATED and files.notify is not None:
+    if (
+        result.action == CreateAction.CREATED
+        and files.notify is not None
+        and comps[0] != STREAMS_DIR
+    ):
         files.notify.changed(
             rt.name,
             comps,

@@ -13,6 +13,7 @@ import struct
 import zlib
 
 from smbd.backend import BackendError, FileAttributes, FileStat, split_path
+from smbd.backend.paths import STREAMS_DIR
 from smbd.server.files import eas, security
 from smbd.server.files.common import (
     DELETE,
@@ -179,12 +180,6 @@ def _file_class(o: Open, cls: int, st: FileStat, ea_size: int = 0) -> bytes:
                 _share_path(o),
             )
         )
-    if cls == C.FileStreamInformation:
-        if st.is_dir:
-            return b""
-        return fscc.pack_stream_info(
-            [fscc.StreamEntry("::$DATA", st.end_of_file, st.allocation_size)]
-        )
     if cls == C.FileCompressionInformation:
         return fscc.pack_compression_info(st.end_of_file)
     if cls == C.FileNetworkOpenInformation:
@@ -235,7 +230,21 @@ async def _query_file(req: Request, o: Open, q: wi.QueryInfoRequest) -> Response
         raise SMBError(NTStatus.NOT_SUPPORTED)
     with smb_errors():
         st = await rt.backend.stat(o.handle)
+    if cls == C.FileStreamInformation:
+        return await _query_streams(o, st, q.output_buffer_length)
     return _fit(_file_class(o, cls, st, st.ea_size), _FIXED[C(cls)], q.output_buffer_length)
+
+
+async def _query_streams(o: Open, st: FileStat, limit: int) -> Response:
+    """[MS-FSCC] 2.4.43: the unnamed data stream of a file, then its named streams."""
+    rt = o.file.runtime
+    with smb_errors():
+        named = await rt.backend.run(rt.backend.list_streams_sync, o.handle)
+    entries = []
+    if not st.is_dir and o.file.components[:1] != (STREAMS_DIR,):
+        entries.append(fscc.StreamEntry("::$DATA", st.end_of_file, st.allocation_size))
+    entries.extend(fscc.StreamEntry(f":{n}:$DATA", size, alloc) for n, size, alloc in named)
+    return _fit(fscc.pack_stream_info(entries), _FIXED[C.FileStreamInformation], limit)
 
 
 async def _query_fs(req: Request, o: Open, q: wi.QueryInfoRequest) -> Response:

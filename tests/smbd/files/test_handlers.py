@@ -510,3 +510,57 @@ async def test_rename_refused_while_the_parent_is_open_for_delete(root: Path) ->
     assert (root / "d" / "f2").exists() and not (root / "d" / "f1").exists()
     await c.close(d2.file_id)
     await c.close(f.file_id)
+
+
+def _stream_names(info: bytes) -> list[str]:
+    """Names of a [MS-FSCC] 2.4.43 FileStreamInformation chain."""
+    out, off = [], 0
+    while True:
+        nxt, nlen = struct.unpack_from("<II", info, off)
+        out.append(info[off + 24 : off + 24 + nlen].decode("utf-16-le"))
+        if not nxt:
+            return out
+        off += nxt
+
+
+async def test_named_streams(root: Path) -> None:
+    """[MS-FSCC] 2.1.5.1 named streams: ``file:name`` and ``file:name:$DATA`` are a data
+    stream of their own (created with the file when needed), listed by
+    FileStreamInformation after ``::$DATA``, deleted with the file, and kept out of sight."""
+    files, share = make_state(root)
+    c = Client(files, share)
+    s = await c.create("f:one", disposition=D.CREATE)
+    assert (root / "f").is_file() and (root / "f").stat().st_size == 0
+    assert await c.write(s.file_id, 0, b"stream data") == 11
+    f = await c.create("F", disposition=D.OPEN)  # the base file, case-insensitively
+    await c.write(f.file_id, 0, b"base")
+    assert await c.read(s.file_id, 0, 100) == b"stream data"
+    s2 = await c.create("f:one:$DATA", disposition=D.OPEN)
+    assert await c.read(s2.file_id, 0, 100) == b"stream data"
+    info = body_bytes(await c.query_info(f.file_id, InfoType.FILE, 22))[8:]
+    assert _stream_names(info) == ["::$DATA", ":one:$DATA"]
+    assert struct.unpack_from("<Q", info, 8)[0] == 4  # ::$DATA size
+    # share modes are per stream: an exclusive open of the stream leaves the file alone
+    two = await c.create("f:two", disposition=D.CREATE, share=0)
+    assert await c.create_status("f:two", share=0) == NTStatus.SHARING_VIOLATION
+    await c.close((await c.create("f", share=0x7)).file_id)
+    await c.close(two.file_id)
+    # bad names, a missing stream, the hidden folder
+    assert await c.create_status("f:x:$INDEX_ALLOCATION") == NTStatus.OBJECT_NAME_INVALID
+    assert await c.create_status("f:nope", disposition=D.OPEN) == NTStatus.OBJECT_NAME_NOT_FOUND
+    assert await c.create_status("g:x", disposition=D.OPEN) == NTStatus.OBJECT_NAME_NOT_FOUND
+    assert not (root / "g").exists()
+    assert await c.create_status(".vmstor-streams") == NTStatus.OBJECT_NAME_NOT_FOUND
+    d = await c.create("", options=Opt.DIRECTORY_FILE)
+    names = fscc.parse_directory_names(37, body_bytes(await c.query_dir(d.file_id))[8:])
+    assert ".vmstor-streams" not in names and "f" in names
+    # deleting one stream leaves the others; deleting the file takes them all
+    await c.set_info(s2.file_id, InfoType.FILE, 13, b"\x01")
+    for fid in (s.file_id, s2.file_id):
+        await c.close(fid)
+    info = body_bytes(await c.query_info(f.file_id, InfoType.FILE, 22))[8:]
+    assert _stream_names(info) == ["::$DATA", ":two:$DATA"]
+    await c.set_info(f.file_id, InfoType.FILE, 13, b"\x01")
+    await c.close(f.file_id)
+    assert not (root / "f").exists()
+    assert os.listdir(root / ".vmstor-streams") == []

@@ -1,0 +1,78 @@
+"""[MS-FSCC] 2.1.5.1 stream names and where the POSIX backend keeps named streams."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as stt
+
+from smbd.backend import BackendError, Disposition, PosixShare
+from smbd.backend.paths import STREAMS_DIR, split_stream_path
+from smbd.wire.status import NTStatus
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("a", (("a",), None)),
+        ("d\\f:s", (("d", "f"), "s")),
+        ("d\\f:s:$DATA", (("d", "f"), "s")),
+        ("f:s:$data", (("f",), "s")),
+        ("f::$DATA", (("f",), None)),
+    ],
+)
+def test_split_stream_path(name: str, expected: tuple[tuple[str, ...], str | None]) -> None:
+    assert split_stream_path(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("f:s:$INDEX_ALLOCATION", NTStatus.OBJECT_NAME_INVALID),
+        (":s", NTStatus.OBJECT_NAME_INVALID),
+        ("f:a*b", NTStatus.OBJECT_NAME_INVALID),
+        ("d:s\\f", NTStatus.OBJECT_NAME_INVALID),
+        (STREAMS_DIR, NTStatus.OBJECT_NAME_NOT_FOUND),
+        (STREAMS_DIR.upper() + "\\1\\s", NTStatus.OBJECT_NAME_NOT_FOUND),
+    ],
+)
+def test_split_stream_path_refuses(name: str, status: int) -> None:
+    with pytest.raises(BackendError) as e:
+        split_stream_path(name)
+    assert e.value.status == status
+
+
+@given(stt.text(max_size=40))
+def test_split_stream_path_parses_or_raises_backend_error(name: str) -> None:
+    try:
+        comps, stream = split_stream_path(name)
+    except BackendError:
+        return
+    assert all(":" not in c for c in comps)
+    assert stream is None or (stream and ":" not in stream)
+
+
+def test_stream_lives_in_the_hidden_folder_and_goes_with_the_file(tmp_path: Path) -> None:
+    share = PosixShare(tmp_path)
+    try:
+        with pytest.raises(BackendError) as e:
+            share.stream_components_sync(("f",), "s", False)
+        assert e.value.status == NTStatus.OBJECT_NAME_NOT_FOUND
+        comps = share.stream_components_sync(("f",), "s", True)
+        ino = (tmp_path / "f").stat().st_ino
+        assert comps == (STREAMS_DIR, str(ino), "s")
+        r = share.open_sync(comps, Disposition.CREATE, 0, want_write=True)
+        share.write_sync(r.handle, memoryview(b"xyz"), 0)
+        assert [(n, size) for n, size, _ in share.list_streams_sync(r.handle)] == [("s", 3)]
+        share.close_sync(r.handle)
+        root = share.open_sync((), Disposition.OPEN, 0, want_write=False)
+        assert share.list_names_sync(root.handle) == ["f"]
+        share.close_sync(root.handle)
+        base = share.open_sync(("f",), Disposition.OPEN, 0, want_write=False)
+        share.unlink_sync(base.handle)
+        share.close_sync(base.handle)
+        assert list((tmp_path / STREAMS_DIR).iterdir()) == []
+    finally:
+        share.close()
