@@ -170,7 +170,9 @@ def test_3_1_4_3_encrypt_smb30_ciphertext_enc30() -> None:
     assert ciphertext == ENC30_WRITE_RESPONSE_TRANSFORMED[52:]
     assert header[20:31] == nonce
     assert header[31:36] == bytes(5)
-    assert crypto.decrypt(AES_128_CCM, ENC30_SERVER_ENCRYPTION_KEY, header + ciphertext) == (
+    assert crypto.decrypt(
+        AES_128_CCM, ENC30_SERVER_ENCRYPTION_KEY, bytes(header) + bytes(ciphertext)
+    ) == (
         ENC30_SESSION_ID,
         ENC30_WRITE_RESPONSE,
     )
@@ -262,7 +264,7 @@ def test_3_1_4_3_encrypt_smb311_gcm_server_response_enc311() -> None:
     enc = Encryptor(AES_128_GCM, ENC311_SERVER_ENCRYPTION_KEY, fixed_rng(nonce))
     parts = enc.encrypt(ENC311_SESSION_ID, [ENC311_WRITE_RESPONSE[:64], ENC311_WRITE_RESPONSE[64:]])
     assert len(parts) == 2
-    assert parts[0] + parts[1] == ENC311_WRITE_RESPONSE_TRANSFORMED
+    assert b"".join(parts) == ENC311_WRITE_RESPONSE_TRANSFORMED
 
 
 def test_3_1_4_3_encrypt_smb311_gcm_client_request_enc311() -> None:
@@ -270,7 +272,7 @@ def test_3_1_4_3_encrypt_smb311_gcm_client_request_enc311() -> None:
     nonce = ENC311_WRITE_REQUEST_TRANSFORMED[20:32]
     enc = Encryptor(AES_128_GCM, ENC311_CLIENT_ENCRYPTION_KEY, fixed_rng(nonce))
     header, ciphertext = enc.encrypt(ENC311_SESSION_ID, [ENC311_WRITE_REQUEST])
-    assert header + ciphertext == ENC311_WRITE_REQUEST_TRANSFORMED
+    assert bytes(header) + bytes(ciphertext) == ENC311_WRITE_REQUEST_TRANSFORMED
 
 
 # --------------------------------------------------------------------------------------
@@ -577,7 +579,7 @@ def test_3_1_4_3_round_trip_all_ciphers(cipher: int, session_id: int, parts: lis
     assert th.flags == 1
     assert th.session_id == session_id
     assert th.original_size == len(ciphertext)
-    assert crypto.decrypt(cipher, _key(cipher), memoryview(header + ciphertext)) == (
+    assert crypto.decrypt(cipher, _key(cipher), memoryview(bytes(header) + bytes(ciphertext))) == (
         session_id,
         b"".join(parts),
     )
@@ -682,7 +684,7 @@ def test_3_1_4_3_large_messages_round_trip_and_match_one_shot_aead(cipher: int) 
     sealed = aead.encrypt(nonce, payload, header[20:52])
     assert ciphertext == sealed[:-16]
     assert header[4:20] == sealed[-16:]
-    message = header + ciphertext
+    message = bytes(header) + bytes(ciphertext)
     assert crypto.decrypt(cipher, key, memoryview(message)) == (7, payload)
     for pos in (4, 30, 52, len(message) // 2, len(message) - 1):
         bad = bytearray(message)
@@ -706,5 +708,5 @@ def test_3_1_4_3_encryption_interoperates_with_smbprotocol(cipher: int, size: in
     assert crypto.decrypt(cipher, keys.decryption, memoryview(from_client)) == (0x1122, message)
     header, ciphertext = Encryptor(cipher, keys.encryption, counting_rng).encrypt(0x1122, [message])
     transformed = SMB2TransformHeader()
-    transformed.unpack(header + ciphertext)
+    transformed.unpack(bytes(header) + bytes(ciphertext))
     assert SmbprotocolConnection._decrypt(conn, transformed) == message
