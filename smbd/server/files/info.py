@@ -321,10 +321,14 @@ async def handle_query_info(req: Request) -> Response:
 
 # -- SET_INFO --------------------------------------------------------------------------------
 
+_FILE_ACTION_ADDED = 1
+_FILE_ACTION_REMOVED = 2
+_FILE_ACTION_MODIFIED = 3
 _FILE_ACTION_RENAMED_OLD = 4
 _FILE_ACTION_RENAMED_NEW = 5
 _NOTIFY_ATTRIBUTES = 0x4 | 0x10 | 0x40  # ATTRIBUTES | LAST_WRITE | CREATION
 _NOTIFY_SIZE = 0x8
+_NOTIFY_FILE_NAME = 0x1
 
 
 def _time(v: int) -> int:
@@ -393,8 +397,19 @@ async def _set_rename(req: Request, o: Open, buf: memoryview, ex: bool) -> None:
     files.renamed(o.file, target)
     if files.notify is not None:
         filt = 0x2 if o.is_dir else 0x1
-        files.notify.changed(rt.name, old, _FILE_ACTION_RENAMED_OLD, filt)
-        files.notify.changed(rt.name, target, _FILE_ACTION_RENAMED_NEW, filt)
+        if old[:-1] == target[:-1]:
+            files.notify.changed(rt.name, old, _FILE_ACTION_RENAMED_OLD, filt)
+            files.notify.changed(rt.name, target, _FILE_ACTION_RENAMED_NEW, filt)
+        else:  # a move between directories is a removal here and an addition there
+            files.notify.changed(rt.name, old, _FILE_ACTION_REMOVED, filt)
+            files.notify.changed(rt.name, target, _FILE_ACTION_ADDED, filt)
+        if not o.is_dir:
+            # Windows also reports a renamed file as modified (attributes, creation) to
+            # the watches that do not see file name changes (smb2.notify.mask-change; with
+            # FILE_NAME in the filter only the name changes come, smb2.notify.rec)
+            files.notify.changed(
+                rt.name, target, _FILE_ACTION_MODIFIED, 0x4 | 0x40, unless=_NOTIFY_FILE_NAME
+            )
 
 
 async def _set_disposition(o: Open, delete: bool, *, on_close: bool, ignore_ro: bool) -> None:

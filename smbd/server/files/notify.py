@@ -18,6 +18,7 @@ completes as soon as something is there. Requests go async while they wait.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -55,6 +56,7 @@ class Watch:
         "overflow",
         "pending_bytes",
         "tree",
+        "waiters",
     )
 
     def __init__(self, o: Open, filter_: int, tree: bool, max_output: int) -> None:
@@ -66,6 +68,8 @@ class Watch:
         self.pending_bytes = 0
         self.overflow = False
         self.changed = trio.Event()
+        # the waiting requests, oldest first: changes go to the oldest, as on Windows
+        self.waiters: deque[object] = deque()
 
     def wake(self) -> None:
         self.changed.set()
@@ -108,22 +112,25 @@ class NotifyManager:
     def watch_for(self, o: Open, filter_: int, tree: bool, max_output: int) -> Watch:
         w = self.watches.get(o.volatile_id)
         if w is None or w.open is not o:
+            # the first request's filter and scope stay until the open is closed, as on
+            # Windows (smbtorture smb2.notify.mask-change)
             w = self.watches[o.volatile_id] = Watch(o, filter_, tree, max_output)
-        else:
-            # the newest request's filter and scope apply from now on
-            w.filter, w.tree = filter_, tree
         return w
 
     # -- the NotifyHook FILES calls ---------------------------------------------------------
 
-    def changed(self, share: str, components: Components, action: int, filter_: int) -> None:
+    def changed(
+        self, share: str, components: Components, action: int, filter_: int, *, unless: int = 0
+    ) -> None:
+        """Report ``action`` on ``components`` to the watches whose filter has a bit of
+        ``filter_`` and none of ``unless``."""
         if not self.watches or not components:
             return
         self._stats["events"] += 1
         path = _fold(components)
         for w in list(self.watches.values()):
             o = w.open
-            if o.closed or not w.filter & filter_:
+            if o.closed or not w.filter & filter_ or w.filter & unless:
                 continue
             if o.file.runtime.name.casefold() != share.casefold():
                 continue
@@ -170,18 +177,26 @@ async def handle_change_notify(req: Request) -> Response:
     mgr = manager_of(req)
     w = mgr.watch_for(o, r.completion_filter, r.watch_tree, r.output_buffer_length)
     o.file.runtime.ops += 1
-    while not (w.entries or w.overflow):
-        if o.closed:
-            return Response(wn.pack_change_notify_response(b""), NTStatus.NOTIFY_CLEANUP)
-        if o.file.delete_pending:
-            raise SMBError(NTStatus.DELETE_PENDING, "the watched directory is being deleted")
-        if not req.is_async:
-            await req.go_async()
-        changed = w.changed
-        if w.entries or w.overflow or o.closed or o.file.delete_pending:
-            continue
-        await changed.wait()
-    entries, overflow = w.take()
+    me = object()
+    w.waiters.append(me)
+    try:
+        while not ((w.entries or w.overflow) and w.waiters[0] is me):
+            if o.closed:
+                return Response(wn.pack_change_notify_response(b""), NTStatus.NOTIFY_CLEANUP)
+            if o.file.delete_pending:
+                raise SMBError(NTStatus.DELETE_PENDING, "the watched directory is being deleted")
+            if not req.is_async:
+                await req.go_async()
+            changed = w.changed
+            ready = (w.entries or w.overflow) and w.waiters[0] is me
+            if ready or o.closed or o.file.delete_pending:
+                continue
+            await changed.wait()
+        entries, overflow = w.take()
+    finally:
+        w.waiters.remove(me)
+        if w.waiters and (w.entries or w.overflow):
+            w.wake()  # a request that left without taking them hands them on
     mgr._stats["completed"] += 1
     if overflow:
         mgr._stats["enum_dir"] += 1

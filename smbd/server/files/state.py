@@ -140,7 +140,9 @@ class LockHook(Protocol):
 class NotifyHook(Protocol):
     """CHANGE_NOTIFY (smbd.server.files.notify)."""
 
-    def changed(self, share: str, components: Components, action: int, filter_: int) -> None:
+    def changed(
+        self, share: str, components: Components, action: int, filter_: int, *, unless: int = 0
+    ) -> None:
         """``action`` is FILE_ACTION_* ([MS-FSCC] 2.7.1), ``filter_`` the FILE_NOTIFY_CHANGE_*
         bits the change matches."""
         ...

@@ -80,6 +80,74 @@ async def test_notify_tree_small_buffer_and_cleanup(pair: tuple[AsyncClient, Asy
     assert got[0].status == NTStatus.NOTIFY_CLEANUP
 
 
+def _filtered(fid: tuple[int, int], filter_: int, tree: bool = True) -> bytes:
+    return wn.pack_change_notify_request(wn.ChangeNotifyRequest(int(tree), 4096, fid, filter_))
+
+
+def _entries(resp: Response) -> list[wn.NotifyEntry]:
+    assert resp.status == NTStatus.SUCCESS
+    return wn.parse_notify_entries(wn.parse_change_notify_response(body_of(resp)))
+
+
+async def _rename(c: AsyncClient, fid: tuple[int, int], name: str) -> None:
+    from smbd.wire import fscc
+    from smbd.wire.info import InfoType
+
+    rn = fscc.pack_rename_info(fscc.RenameInfo(True, 0, name))
+    assert (await c.set_info(fid, InfoType.FILE, 10, rn)).status == NTStatus.SUCCESS
+
+
+async def test_notify_rename_events(pair: tuple[AsyncClient, AsyncClient]) -> None:
+    """Renames as Windows reports them (smbtorture smb2.notify.rec): OLD_NAME/NEW_NAME
+    within a directory, REMOVED/ADDED across directories; no MODIFIED for a watch that
+    sees name changes."""
+    a, b = pair
+    await b.close((await b.create("d\\sub", options=wc.CreateOptions.DIRECTORY_FILE)).file_id)
+    d = (await a.create("d", access=0x1, options=wc.CreateOptions.DIRECTORY_FILE)).file_id
+    got: list[Response] = []
+    async with trio.open_nursery() as n:  # the first request sets up the watch
+        n.start_soon(_run, a, Command.CHANGE_NOTIFY, _filtered(d, 0x3 | 0x4 | 0x40), got)
+        await until(lambda: a.hooks.interim == 1)
+        f = (await b.create("d\\sub\\f", disposition=wc.CreateDisposition.CREATE)).file_id
+    await _rename(b, f, "d\\sub\\g")
+    await _rename(b, f, "d\\h")
+    await b.close(f)
+    resp = await a.call(Command.CHANGE_NOTIFY, _filtered(d, 0x3 | 0x4 | 0x40))
+    A = wn.NotifyAction
+    assert _entries(resp) == [
+        wn.NotifyEntry(A.RENAMED_OLD_NAME, "sub\\f"),
+        wn.NotifyEntry(A.RENAMED_NEW_NAME, "sub\\g"),
+        wn.NotifyEntry(A.REMOVED, "sub\\g"),
+        wn.NotifyEntry(A.ADDED, "h"),
+    ]
+
+
+async def test_notify_filter_is_fixed_and_requests_complete_in_order(
+    pair: tuple[AsyncClient, AsyncClient],
+) -> None:
+    """smbtorture smb2.notify.mask-change: the first request's completion filter stays
+    with the open; a renamed file is reported MODIFIED to an attributes-only watch; of two
+    waiting requests the older gets the first change."""
+    a, b = pair
+    d = (await a.create("d", access=0x1, options=wc.CreateOptions.DIRECTORY_FILE)).file_id
+    got: list[Response] = []
+    async with trio.open_nursery() as n:
+        n.start_soon(_run, a, Command.CHANGE_NOTIFY, _filtered(d, 0x4), got)  # ATTRIBUTES
+        await until(lambda: a.hooks.interim == 1)
+        n.start_soon(_run, a, Command.CHANGE_NOTIFY, _filtered(d, ALL_CHANGES, tree=False), got)
+        await until(lambda: a.hooks.interim == 2)
+        f = (await b.create("d\\f", disposition=wc.CreateDisposition.CREATE)).file_id
+        await _rename(b, f, "d\\g")
+        await until(lambda: len(got) == 1)
+        await _rename(b, f, "d\\h")
+        await b.close(f)
+    A = wn.NotifyAction
+    assert [_entries(r) for r in got] == [
+        [wn.NotifyEntry(A.MODIFIED, "g")],
+        [wn.NotifyEntry(A.MODIFIED, "h")],
+    ]
+
+
 async def test_notify_on_a_file_is_invalid(pair: tuple[AsyncClient, AsyncClient]) -> None:
     a, _ = pair
     f = (await a.create("f")).file_id
