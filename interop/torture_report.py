@@ -5,9 +5,11 @@
     python3 -m interop.torture_report --server vmstor --update-passing
     python3 -m interop.torture_report --server vmstor --suite smb2.read --suite smb2.lock -v
 
-``--update-passing`` rewrites interop/smbtorture_passing.txt with the subtests that pass
-against vmstor (the list test_smbtorture.py holds vmstor to). ``--subtests FILE`` writes
-every subtest's outcome and first reason line as TSV.
+``--update-passing`` adds the subtests that pass against vmstor to
+interop/smbtorture_passing.txt (the list test_smbtorture.py holds vmstor to) and names the
+listed ones that did not pass; with ``--prune`` it also drops those, for the suites run
+(one run is one sample: review the diff). ``--subtests FILE`` writes every subtest's
+outcome and first reason line as TSV.
 """
 
 from __future__ import annotations
@@ -152,11 +154,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--update-passing",
         action="store_true",
-        help=f"rewrite {PASSING_FILE.name} with what passes (vmstor only)",
+        help=f"add what passes to {PASSING_FILE.name} (vmstor only)",
+    )
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="with --update-passing: also drop listed subtests of the suites run that failed",
     )
     p.add_argument("--subtests", type=Path, help="write per-subtest results (TSV) to this file")
     p.add_argument("-v", "--verbose", action="store_true", help="print every subtest's outcome")
     args = p.parse_args(argv)
+    if args.prune and not args.update_passing:
+        p.error("--prune goes with --update-passing")
     if args.update_passing and args.server != "vmstor":
         p.error("--update-passing records what passes against vmstor; use --server vmstor")
     suites = args.suite or list(SUITES)
@@ -189,10 +198,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name, outcome in run.results.items():
                     f.write(f"{run.test}\t{name}\t{outcome}\t{run.reasons.get(name, '')}\n")
     if args.update_passing:
-        kept = {t for t in read_passing() if suite_of(t) not in suites}
+        listed = read_passing()
         now = set().union(*(r.passed for r in runs))
-        write_passing(kept | now)
-        print(f"# {PASSING_FILE}: {len(kept | now)} subtests ({len(now)} from this run)")
+        lost = {t for t in listed - now if suite_of(t) in suites}
+        for t in sorted(lost):
+            print(f"# listed but did not pass: {t}")
+        names = (listed - lost if args.prune else listed) | now
+        write_passing(names)
+        print(
+            f"# {PASSING_FILE}: {len(names)} subtests ({len(now - listed)} added, "
+            f"{len(lost) if args.prune else 0} dropped)"
+        )
     return 0
 
 
