@@ -54,7 +54,8 @@ def split_path(path: str) -> Components:
 
     The empty name is the share root. A leading backslash is INVALID_PARAMETER (3.3.5.9:
     names are relative to the share); a single trailing backslash is tolerated (Windows
-    clients send ``dir\\`` for directories); ``file::$DATA`` names the file itself. Anything
+    clients send ``dir\\`` for directories); ``file::$DATA`` names the file itself; ``a\\..``
+    is resolved to the folder holding ``a``, as long as it stays inside the share. Anything
     else that could leave the share or name a non-NTFS component is OBJECT_NAME_INVALID.
     """
     if not path:
@@ -69,7 +70,15 @@ def split_path(path: str) -> Components:
         path = path[:-1]
     if not path:
         return ()
-    return tuple(validate_component(c) for c in path.split("\\"))
+    out: list[str] = []
+    for c in path.split("\\"):
+        if c == ".." and out:
+            # ``zqy\..`` names the folder holding zqy, as Windows resolves it; the result
+            # never leaves the share (a ``..`` at the top stays invalid)
+            out.pop()
+        else:
+            out.append(validate_component(c))
+    return tuple(out)
 
 
 # The folder at the share root that holds named streams ([MS-FSCC] 2.1.5.1.1 ... the data

@@ -21,6 +21,23 @@ from smbd.wire.status import NTStatus
 
 
 @pytest.mark.parametrize(
+    ("path", "components"),
+    [
+        ("a\\..", ()),
+        ("a\\..\\b", ("b",)),
+        ("a\\b\\..\\..\\c\\d", ("c", "d")),
+        ("zqy\\..\\", ()),
+    ],
+)
+def test_split_path_resolves_dotdot_inside_the_share(
+    path: str, components: tuple[str, ...]
+) -> None:
+    """smbtorture smb2.notify.tree opens ``dir\\zqy\\..``: Windows names the folder that
+    holds zqy; a ``..`` that would climb above the share root stays OBJECT_NAME_INVALID."""
+    assert split_path(path) == components
+
+
+@pytest.mark.parametrize(
     ("path", "status"),
     [
         ("..", NTStatus.OBJECT_NAME_INVALID),
