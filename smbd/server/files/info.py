@@ -365,6 +365,9 @@ async def _set_basic(req: Request, o: Open, buf: memoryview) -> None:
 async def _set_rename(req: Request, o: Open, buf: memoryview, ex: bool) -> None:
     require(o, DELETE)
     r = fscc.parse_rename_info(buf, ex=ex)
+    if o.file.components[:1] == (STREAMS_DIR,):
+        # a named stream keeps its file; renaming one stream to another is not supported
+        raise SMBError(NTStatus.NOT_SUPPORTED, "rename of a named stream")
     if r.root_directory:
         raise SMBError(NTStatus.INVALID_PARAMETER, "RootDirectory in an SMB2 rename")
     name = r.name[1:] if r.name.startswith("\\") else r.name

@@ -554,6 +554,10 @@ async def test_named_streams(root: Path) -> None:
     d = await c.create("", options=Opt.DIRECTORY_FILE)
     names = fscc.parse_directory_names(37, body_bytes(await c.query_dir(d.file_id))[8:])
     assert ".vmstor-streams" not in names and "f" in names
+    # a stream cannot be renamed into a file of its own
+    rn = fscc.pack_rename_info(fscc.RenameInfo(True, 0, "moved"))
+    assert await c.status_of(Command.SET_INFO, _set(s.file_id, 10, rn)) == NTStatus.NOT_SUPPORTED
+    assert not (root / "moved").exists()
     # deleting one stream leaves the others; deleting the file takes them all
     await c.set_info(s2.file_id, InfoType.FILE, 13, b"\x01")
     for fid in (s.file_id, s2.file_id):
