@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 
 from smbd.backend import Components
+from smbd.backend.paths import STREAMS_DIR
 from smbd.server.files.common import FILE_READ_DATA, files_of, lookup, session_tree
 from smbd.server.request import Handler, Request, Response, SMBError
 from smbd.wire import notify as wn
@@ -124,8 +125,8 @@ class NotifyManager:
     ) -> None:
         """Report ``action`` on ``components`` to the watches whose filter has a bit of
         ``filter_`` and none of ``unless``."""
-        if not self.watches or not components:
-            return
+        if not self.watches or not components or components[0] == STREAMS_DIR:
+            return  # named streams are not entries of any directory
         self._stats["events"] += 1
         path = _fold(components)
         for w in list(self.watches.values()):

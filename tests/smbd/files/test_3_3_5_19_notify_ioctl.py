@@ -148,6 +148,24 @@ async def test_notify_filter_is_fixed_and_requests_complete_in_order(
     ]
 
 
+async def test_notify_keeps_named_streams_out_of_sight(
+    pair: tuple[AsyncClient, AsyncClient],
+) -> None:
+    a, b = pair
+    root = (await a.create("", access=0x1, options=wc.CreateOptions.DIRECTORY_FILE)).file_id
+    got: list[Response] = []
+    async with trio.open_nursery() as n:
+        n.start_soon(_run, a, Command.CHANGE_NOTIFY, _filtered(root, ALL_CHANGES), got)
+        await until(lambda: a.hooks.interim == 1)
+        s = (await b.create("f:s", disposition=wc.CreateDisposition.CREATE)).file_id
+        await b.write(s, 0, b"data")
+        await b.set_info(s, 1, 13, b"\x01")  # delete the stream
+        await b.close(s)
+        await b.create("g", disposition=wc.CreateDisposition.CREATE)
+    # the stream's creation, write and deletion are no directory entries' changes
+    assert _entries(got[0]) == [wn.NotifyEntry(wn.NotifyAction.ADDED, "g")]
+
+
 async def test_notify_on_a_file_is_invalid(pair: tuple[AsyncClient, AsyncClient]) -> None:
     a, _ = pair
     f = (await a.create("f")).file_id
