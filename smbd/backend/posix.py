@@ -1075,6 +1075,7 @@ class PosixShare:
             raise BackendError(NTStatus.ACCESS_DENIED, "read-only share")
         if handle.is_dir and target[: len(handle.components)] == handle.components:
             raise BackendError(NTStatus.INVALID_PARAMETER, "directory into itself")
+        replaced: int | None = None
         src_dir = self._walk(handle.components[:-1])
         try:
             dst_dir, resolved = self._resolve(target)
@@ -1098,6 +1099,8 @@ class PosixShare:
                         raise BackendError(
                             NTStatus.ACCESS_DENIED, f"{dst}: cannot replace a directory"
                         )
+                    if existing.st_nlink == 1:
+                        replaced = existing.st_ino  # its named streams go with it
                     if found != dst:  # replacing a name that differs only in case
                         with os_errors(found):
                             os.unlink(found, dir_fd=dst_dir)
@@ -1116,6 +1119,8 @@ class PosixShare:
                 os.close(dst_dir)
         finally:
             os.close(src_dir)
+        if replaced is not None:
+            self._drop_streams(replaced)
 
     def target_exists_sync(self, target: Components) -> tuple[int, int] | None:
         """(dev, ino) of what ``target`` names now, or None (for the rename open check)."""

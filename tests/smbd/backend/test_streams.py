@@ -76,3 +76,18 @@ def test_stream_lives_in_the_hidden_folder_and_goes_with_the_file(tmp_path: Path
         assert list((tmp_path / STREAMS_DIR).iterdir()) == []
     finally:
         share.close()
+
+
+def test_streams_of_a_file_replaced_by_rename_go_with_it(tmp_path: Path) -> None:
+    share = PosixShare(tmp_path)
+    try:
+        comps = share.stream_components_sync(("old",), "s", True)
+        share.close_sync(share.open_sync(comps, Disposition.CREATE, 0, want_write=True).handle)
+        share.close_sync(share.open_sync(("new",), Disposition.CREATE, 0, want_write=True).handle)
+        r = share.open_sync(("new",), Disposition.OPEN, 0, want_write=False)
+        share.rename_sync(r.handle, ("old",), True)
+        assert share.list_streams_sync(r.handle) == []
+        share.close_sync(r.handle)
+        assert list((tmp_path / STREAMS_DIR).iterdir()) == []
+    finally:
+        share.close()
