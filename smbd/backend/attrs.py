@@ -8,8 +8,11 @@ What POSIX cannot hold (the DOS attribute bits and the creation time) is kept in
 from __future__ import annotations
 
 import struct
-from enum import IntFlag
 from typing import NamedTuple
+
+from smbd.wire.fscc import FILETIME_UNIX_EPOCH, FileAttributes
+from smbd.wire.fscc import filetime_to_unix_ns as filetime_to_ns
+from smbd.wire.fscc import unix_ns_to_filetime as ns_to_filetime
 
 __all__ = [
     "DOSATTRIB_XATTR",
@@ -24,26 +27,6 @@ __all__ = [
 ]
 
 DOSATTRIB_XATTR = "user.vmstor.dosattrib"
-FILETIME_UNIX_EPOCH = 116_444_736_000_000_000  # 1970-01-01 as FILETIME
-
-
-class FileAttributes(IntFlag):
-    """[MS-FSCC] 2.6 File Attributes."""
-
-    READONLY = 0x00000001
-    HIDDEN = 0x00000002
-    SYSTEM = 0x00000004
-    DIRECTORY = 0x00000010
-    ARCHIVE = 0x00000020
-    NORMAL = 0x00000080
-    TEMPORARY = 0x00000100
-    SPARSE_FILE = 0x00000200
-    REPARSE_POINT = 0x00000400
-    COMPRESSED = 0x00000800
-    OFFLINE = 0x00001000
-    NOT_CONTENT_INDEXED = 0x00002000
-    ENCRYPTED = 0x00004000
-    INTEGRITY_STREAM = 0x00008000
 
 
 # What a client may set with FileBasicInformation ([MS-FSA] 2.1.5.14.2); SPARSE_FILE is
@@ -72,15 +55,6 @@ CREATE_ATTRIBUTES = (
     | FileAttributes.OFFLINE
     | FileAttributes.NOT_CONTENT_INDEXED
 )
-
-
-def ns_to_filetime(ns: int) -> int:
-    """Nanoseconds since the Unix epoch -> FILETIME (clamped at 0)."""
-    return max(0, ns // 100 + FILETIME_UNIX_EPOCH)
-
-
-def filetime_to_ns(ft: int) -> int:
-    return (ft - FILETIME_UNIX_EPOCH) * 100
 
 
 class DosAttrib(NamedTuple):
