@@ -13,12 +13,13 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from scsi.alua import AluaState
 from scsi.backend import FileBackend
-from scsi.fabric.model import FabricError, format_wwn, initiator_name, parse_wwn
+from scsi.fabric.model import FabricError, VHba, format_wwn, initiator_name, parse_wwn
 from scsi.iscsi.chap import MIN_SECRET
 from vmstor import control
 from vmstor.config import ConfigError, load
@@ -53,6 +54,29 @@ def _notify(state: SanState) -> None:
 def _fail(msg: str) -> int:
     print(f"vmstor: {msg}", file=sys.stderr)
     return 1
+
+
+_T = TypeVar("_T")
+
+
+def _change_fabric(
+    args: argparse.Namespace,
+    change: Callable[[SanState], _T],
+    report: Callable[[_T], list[str]],
+) -> int:
+    """Load the state, make ``change``, save the fabric, tell the daemon and print the lines
+    of ``report``. A LUN that does not exist (KeyError) or a fabric change that cannot be
+    made (FabricError) fails the command with its message and saves nothing."""
+    _, state = _open(args)
+    try:
+        result = change(state)
+    except (KeyError, FabricError) as e:
+        return _fail(str(e.args[0]))
+    state.save_fabric()
+    _notify(state)
+    for line in report(result):
+        print(line)
+    return 0
 
 
 # ------------------------------------------------------------------------------- LUNs
@@ -126,29 +150,26 @@ def cmd_lun_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_lun_map(args: argparse.Namespace) -> int:
-    _, state = _open(args)
-    try:
+    def change(state: SanState) -> tuple[LunDef, list[int]]:
         d = state.lun(args.lun)
-        wwpns = state.fabric.map_lun(d.id, args.vm)
-    except (KeyError, FabricError) as e:
-        return _fail(str(e.args[0]))
-    state.save_fabric()
-    _notify(state)
-    print(f"LUN {d.name} (number {d.id}) mapped to {args.vm}: {len(wwpns)} WWPNs (sets A and B)")
-    return 0
+        return d, state.fabric.map_lun(d.id, args.vm)
+
+    def report(done: tuple[LunDef, list[int]]) -> list[str]:
+        d, wwpns = done
+        return [
+            f"LUN {d.name} (number {d.id}) mapped to {args.vm}: {len(wwpns)} WWPNs (sets A and B)"
+        ]
+
+    return _change_fabric(args, change, report)
 
 
 def cmd_lun_unmap(args: argparse.Namespace) -> int:
-    _, state = _open(args)
-    try:
+    def change(state: SanState) -> LunDef:
         d = state.lun(args.lun)
         state.fabric.unmap_lun(d.id, args.vm)
-    except (KeyError, FabricError) as e:
-        return _fail(str(e.args[0]))
-    state.save_fabric()
-    _notify(state)
-    print(f"LUN {d.name} unmapped from {args.vm}")
-    return 0
+        return d
+
+    return _change_fabric(args, change, lambda d: [f"LUN {d.name} unmapped from {args.vm}"])
 
 
 def cmd_lun_alua(args: argparse.Namespace) -> int:
@@ -179,94 +200,68 @@ def _notify_ok(state: SanState) -> bool:
 
 
 def cmd_vsan_create(args: argparse.Namespace) -> int:
-    _, state = _open(args)
-    try:
-        state.fabric.create_vsan(args.name, args.ports)
-    except FabricError as e:
-        return _fail(str(e))
-    state.save_fabric()
-    _notify(state)
-    print(f"vSAN {args.name} created")
-    return 0
+    return _change_fabric(
+        args,
+        lambda state: state.fabric.create_vsan(args.name, args.ports),
+        lambda _: [f"vSAN {args.name} created"],
+    )
 
 
 def cmd_vsan_delete(args: argparse.Namespace) -> int:
-    _, state = _open(args)
-    try:
-        state.fabric.delete_vsan(args.name)
-    except FabricError as e:
-        return _fail(str(e))
-    state.save_fabric()
-    _notify(state)
-    print(f"vSAN {args.name} deleted")
-    return 0
+    return _change_fabric(
+        args,
+        lambda state: state.fabric.delete_vsan(args.name),
+        lambda _: [f"vSAN {args.name} deleted"],
+    )
 
 
 def cmd_vhba_add(args: argparse.Namespace) -> int:
-    _, state = _open(args)
-    try:
-        h = state.fabric.add_vhba(args.vm, args.vsan)
-    except FabricError as e:
-        return _fail(str(e))
-    state.save_fabric()
-    _notify(state)
-    print(f"vHBA {h.index} of {args.vm} on vSAN {args.vsan}")
-    print(f"  set A: WWNN {format_wwn(h.wwnn_a)}  WWPN {format_wwn(h.wwpn_a)}  (active)")
-    print(f"  set B: WWNN {format_wwn(h.wwnn_b)}  WWPN {format_wwn(h.wwpn_b)}")
-    print(f"  initiator name: {initiator_name(h.active_wwpn)}")
-    return 0
+    def report(h: VHba) -> list[str]:
+        return [
+            f"vHBA {h.index} of {args.vm} on vSAN {args.vsan}",
+            f"  set A: WWNN {format_wwn(h.wwnn_a)}  WWPN {format_wwn(h.wwpn_a)}  (active)",
+            f"  set B: WWNN {format_wwn(h.wwnn_b)}  WWPN {format_wwn(h.wwpn_b)}",
+            f"  initiator name: {initiator_name(h.active_wwpn)}",
+        ]
+
+    return _change_fabric(args, lambda state: state.fabric.add_vhba(args.vm, args.vsan), report)
 
 
 def cmd_vhba_del(args: argparse.Namespace) -> int:
-    _, state = _open(args)
-    try:
-        state.fabric.remove_vhba(args.vm, args.index)
-    except FabricError as e:
-        return _fail(str(e))
-    state.save_fabric()
-    _notify(state)
-    print(f"vHBA {args.index} of {args.vm} removed")
-    return 0
+    return _change_fabric(
+        args,
+        lambda state: state.fabric.remove_vhba(args.vm, args.index),
+        lambda _: [f"vHBA {args.index} of {args.vm} removed"],
+    )
 
 
 def cmd_vhba_switch(args: argparse.Namespace) -> int:
-    _, state = _open(args)
-    try:
-        hbas = state.fabric.switch_active(args.vm, args.set)
-    except FabricError as e:
-        return _fail(str(e))
-    state.save_fabric()
-    _notify(state)
-    for h in hbas:
-        print(
+    return _change_fabric(
+        args,
+        lambda state: state.fabric.switch_active(args.vm, args.set),
+        lambda hbas: [
             f"vHBA {h.index} of {args.vm}: set {h.active} active, {initiator_name(h.active_wwpn)}"
-        )
-    return 0
+            for h in hbas
+        ],
+    )
 
 
 def cmd_zone_add(args: argparse.Namespace) -> int:
-    _, state = _open(args)
-    try:
-        members = [parse_wwn(w) for w in args.wwpn]
-        state.fabric.add_zone(args.name, args.vsan, members, args.port)
-    except FabricError as e:
-        return _fail(str(e))
-    state.save_fabric()
-    _notify(state)
-    print(f"zone {args.name} updated")
-    return 0
+    return _change_fabric(
+        args,
+        lambda state: state.fabric.add_zone(
+            args.name, args.vsan, [parse_wwn(w) for w in args.wwpn], args.port
+        ),
+        lambda _: [f"zone {args.name} updated"],
+    )
 
 
 def cmd_zone_del(args: argparse.Namespace) -> int:
-    _, state = _open(args)
-    try:
-        state.fabric.del_zone(args.name, [parse_wwn(w) for w in args.wwpn])
-    except FabricError as e:
-        return _fail(str(e))
-    state.save_fabric()
-    _notify(state)
-    print(f"zone {args.name} {'updated' if args.wwpn else 'deleted'}")
-    return 0
+    return _change_fabric(
+        args,
+        lambda state: state.fabric.del_zone(args.name, [parse_wwn(w) for w in args.wwpn]),
+        lambda _: [f"zone {args.name} {'updated' if args.wwpn else 'deleted'}"],
+    )
 
 
 def cmd_zone_list(args: argparse.Namespace) -> int:
