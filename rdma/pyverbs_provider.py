@@ -170,7 +170,7 @@ def _sges(sges: Sequence[Sge]) -> list[Any]:
     return [SGE(s.mr.addr + s.offset, s.length, s.mr.lkey) for s in sges]
 
 
-class PyverbsQP:
+class PyverbsQP(verbs.QueuePairBase):
     """A queue pair on an RDMA-CM id (implements :class:`rdma.verbs.QueuePair`)."""
 
     _numbers = itertools.count(1)
@@ -220,30 +220,6 @@ class PyverbsQP:
         for wr_id, sges in self._pending_recv:
             self._post_recv_now(wr_id, sges)
         self._pending_recv.clear()
-
-    @property
-    def qp_num(self) -> int:
-        return self._qp_num
-
-    @property
-    def state(self) -> QPState:
-        return self._state
-
-    @property
-    def send_cq(self) -> CompletionQueue:
-        return self._send_cq
-
-    @property
-    def recv_cq(self) -> CompletionQueue:
-        return self._recv_cq
-
-    @property
-    def local_address(self) -> tuple[str, int]:
-        return self._local
-
-    @property
-    def remote_address(self) -> tuple[str, int]:
-        return self._remote
 
     def _post_recv_now(self, wr_id: int, sges: Sequence[Sge]) -> None:
         from pyverbs.wr import RecvWR

@@ -49,6 +49,7 @@ __all__ = [
     "QPCap",
     "QPState",
     "QueuePair",
+    "QueuePairBase",
     "Sge",
     "VerbsError",
     "WcOpcode",
@@ -145,6 +146,45 @@ class QueuePair(Protocol):
 
     async def wait_disconnected(self) -> None:
         """Return once the queue pair is in ERROR (closed by either side)."""
+
+
+class QueuePairBase:
+    """The read-only attributes of :class:`QueuePair`, kept the same way by every provider.
+
+    A provider's queue pair sets ``_qp_num``, ``_state``, ``_send_cq``, ``_recv_cq``,
+    ``_local`` and ``_remote`` and changes them as the connection moves on.
+    """
+
+    _qp_num: int
+    _state: QPState
+    _send_cq: CompletionQueue
+    _recv_cq: CompletionQueue
+    _local: tuple[str, int]
+    _remote: tuple[str, int]
+
+    @property
+    def qp_num(self) -> int:
+        return self._qp_num
+
+    @property
+    def state(self) -> QPState:
+        return self._state
+
+    @property
+    def send_cq(self) -> CompletionQueue:
+        return self._send_cq
+
+    @property
+    def recv_cq(self) -> CompletionQueue:
+        return self._recv_cq
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        return self._local
+
+    @property
+    def remote_address(self) -> tuple[str, int]:
+        return self._remote
 
 
 class ConnectionRequest(Protocol):

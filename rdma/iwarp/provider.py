@@ -70,7 +70,7 @@ async def _send_iov(sock: trio.socket.SocketType, bufs: Sequence[bytes | memoryv
                 n = 0
 
 
-class IwarpQP:
+class IwarpQP(verbs.QueuePairBase):
     """A reliable connected queue pair (implements :class:`rdma.verbs.QueuePair`)."""
 
     _numbers = itertools.count(1)
@@ -103,32 +103,6 @@ class IwarpQP:
         self._remote: tuple[str, int] = ("", 0)
         self.log = logging.LoggerAdapter(log, {"qp": self._qp_num})
         endpoint.log = self.log
-
-    # -- verbs.QueuePair properties ------------------------------------------------------
-
-    @property
-    def qp_num(self) -> int:
-        return self._qp_num
-
-    @property
-    def state(self) -> QPState:
-        return self._state
-
-    @property
-    def send_cq(self) -> CompletionQueue:
-        return self._send_cq
-
-    @property
-    def recv_cq(self) -> CompletionQueue:
-        return self._recv_cq
-
-    @property
-    def local_address(self) -> tuple[str, int]:
-        return self._local
-
-    @property
-    def remote_address(self) -> tuple[str, int]:
-        return self._remote
 
     # -- posting ---------------------------------------------------------------------
 
