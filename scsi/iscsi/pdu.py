@@ -173,6 +173,41 @@ class Record(Protocol):
     def encode(self) -> bytes: ...
 
 
+_UNUSED_WORDS = (0,) * 7
+
+
+def _pack_generic(
+    op: int,
+    flags: int,
+    pdu: Record,
+    *words: int,
+    lun: int = 0,
+    itt: int | None = None,
+    byte2: int = 0,
+    byte3: int = 0,
+) -> bytes:
+    """A BHS in the generic layout: opcode, flags and bytes 2-3, the AHS and data segment
+    lengths of ``pdu``, LUN at 8, ITT at 16 (``pdu.itt`` unless given), then the 32-bit
+    ``words`` from offset 20 on; the words after them are zero."""
+    return _GENERIC.pack(
+        op,
+        flags,
+        byte2,
+        byte3,
+        _word(pdu.ahs_words, pdu.data_length),
+        lun,
+        pdu.itt if itt is None else itt,
+        *words,
+        *_UNUSED_WORDS[len(words) :],
+    )
+
+
+def _login_flags(transit: bool, cont: bool, csg: int, nsg: int) -> int:
+    """Byte 1 of a Login Request or Response (RFC 7143 11.12.2-3): T, C, CSG, NSG."""
+    fl = (0x80 if transit else 0) | (0x40 if cont else 0)
+    return fl | (csg & 3) << 2 | (nsg & 3 if transit else 0)
+
+
 # ------------------------------------------------------------------------ initiator PDUs
 
 
@@ -195,23 +230,7 @@ class NopOut(NamedTuple):
 
     def encode(self) -> bytes:
         op = Opcode.NOP_OUT | (IMMEDIATE if self.immediate else 0)
-        w = _word(self.ahs_words, self.data_length)
-        return _GENERIC.pack(
-            op,
-            FINAL,
-            0,
-            0,
-            w,
-            self.lun,
-            self.itt,
-            self.ttt,
-            self.cmdsn,
-            self.exp_statsn,
-            0,
-            0,
-            0,
-            0,
-        )
+        return _pack_generic(op, FINAL, self, self.ttt, self.cmdsn, self.exp_statsn, lun=self.lun)
 
 
 class ScsiCommand(NamedTuple):
@@ -257,21 +276,8 @@ class ScsiCommand(NamedTuple):
         op = Opcode.SCSI_COMMAND | (IMMEDIATE if self.immediate else 0)
         fl = (FINAL if self.final else 0) | (0x40 if self.read else 0) | (0x20 if self.write else 0)
         fl |= self.attr & 0x07
-        head = _GENERIC.pack(
-            op,
-            fl,
-            0,
-            0,
-            _word(self.ahs_words, self.data_length),
-            self.lun,
-            self.itt,
-            self.expected_length,
-            self.cmdsn,
-            self.exp_statsn,
-            0,
-            0,
-            0,
-            0,
+        head = _pack_generic(
+            op, fl, self, self.expected_length, self.cmdsn, self.exp_statsn, lun=self.lun
         )
         return head[:32] + self.cdb.ljust(16, b"\0")
 
@@ -310,21 +316,16 @@ class TaskMgmt(NamedTuple):
 
     def encode(self) -> bytes:
         op = Opcode.TASK_MGMT | (IMMEDIATE if self.immediate else 0)
-        return _GENERIC.pack(
+        return _pack_generic(
             op,
             FINAL | (self.function & 0x7F),
-            0,
-            0,
-            _word(self.ahs_words, self.data_length),
-            self.lun,
-            self.itt,
+            self,
             self.ref_itt,
             self.cmdsn,
             self.exp_statsn,
             self.ref_cmdsn,
             self.exp_datasn,
-            0,
-            0,
+            lun=self.lun,
         )
 
 
@@ -367,8 +368,7 @@ class LoginRequest(NamedTuple):
         )
 
     def encode(self) -> bytes:
-        fl = (0x80 if self.transit else 0) | (0x40 if self.cont else 0)
-        fl |= (self.csg & 3) << 2 | (self.nsg & 3 if self.transit else 0)
+        fl = _login_flags(self.transit, self.cont, self.csg, self.nsg)
         return _LOGIN.pack(
             Opcode.LOGIN | IMMEDIATE,
             fl,
@@ -422,22 +422,7 @@ class TextRequest(NamedTuple):
     def encode(self) -> bytes:
         op = Opcode.TEXT | (IMMEDIATE if self.immediate else 0)
         fl = (FINAL if self.final else 0) | (0x40 if self.cont else 0)
-        return _GENERIC.pack(
-            op,
-            fl,
-            0,
-            0,
-            _word(self.ahs_words, self.data_length),
-            self.lun,
-            self.itt,
-            self.ttt,
-            self.cmdsn,
-            self.exp_statsn,
-            0,
-            0,
-            0,
-            0,
-        )
+        return _pack_generic(op, fl, self, self.ttt, self.cmdsn, self.exp_statsn, lun=self.lun)
 
 
 class DataOut(NamedTuple):
@@ -459,21 +444,17 @@ class DataOut(NamedTuple):
         return cls(itt, ttt, dsn, off, expsn, bool(fl & FINAL), lun, w & 0xFFFFFF, w >> 24)
 
     def encode(self) -> bytes:
-        return _GENERIC.pack(
+        return _pack_generic(
             Opcode.DATA_OUT,
             FINAL if self.final else 0,
-            0,
-            0,
-            _word(self.ahs_words, self.data_length),
-            self.lun,
-            self.itt,
+            self,
             self.ttt,
             0,
             self.exp_statsn,
             0,
             self.datasn,
             self.offset,
-            0,
+            lun=self.lun,
         )
 
 
@@ -534,14 +515,10 @@ class Snack(NamedTuple):
         return cls(itt, fl & 0x0F, ttt, beg, run, expsn, lun, w & 0xFFFFFF, w >> 24)
 
     def encode(self) -> bytes:
-        return _GENERIC.pack(
+        return _pack_generic(
             Opcode.SNACK,
             FINAL | (self.snack_type & 0x0F),
-            0,
-            0,
-            _word(self.ahs_words, self.data_length),
-            self.lun,
-            self.itt,
+            self,
             self.ttt,
             0,
             self.exp_statsn,
@@ -549,6 +526,7 @@ class Snack(NamedTuple):
             0,
             self.begrun,
             self.runlength,
+            lun=self.lun,
         )
 
 
@@ -573,21 +551,15 @@ class NopIn(NamedTuple):
         return cls(itt, ttt, sn, exp, mx, lun, w & 0xFFFFFF, w >> 24)
 
     def encode(self) -> bytes:
-        return _GENERIC.pack(
+        return _pack_generic(
             Opcode.NOP_IN,
             FINAL,
-            0,
-            0,
-            _word(self.ahs_words, self.data_length),
-            self.lun,
-            self.itt,
+            self,
             self.ttt,
             self.statsn,
             self.exp_cmdsn,
             self.max_cmdsn,
-            0,
-            0,
-            0,
+            lun=self.lun,
         )
 
 
@@ -627,14 +599,10 @@ class ScsiResponse(NamedTuple):
 
     def encode(self) -> bytes:
         fl = FINAL | (0x04 if self.overflow else 0) | (0x02 if self.underflow else 0)
-        return _GENERIC.pack(
+        return _pack_generic(
             Opcode.SCSI_RESPONSE,
             fl,
-            self.response,
-            self.status,
-            _word(self.ahs_words, self.data_length),
-            0,
-            self.itt,
+            self,
             0,
             self.statsn,
             self.exp_cmdsn,
@@ -642,6 +610,8 @@ class ScsiResponse(NamedTuple):
             self.exp_datasn,
             0,
             self.residual,
+            byte2=self.response,
+            byte3=self.status,
         )
 
 
@@ -662,21 +632,15 @@ class TaskMgmtResponse(NamedTuple):
         return cls(itt, rsp, sn, exp, mx, w & 0xFFFFFF, w >> 24)
 
     def encode(self) -> bytes:
-        return _GENERIC.pack(
+        return _pack_generic(
             Opcode.TASK_MGMT_RESPONSE,
             FINAL,
-            self.response,
-            0,
-            _word(self.ahs_words, self.data_length),
-            0,
-            self.itt,
+            self,
             0,
             self.statsn,
             self.exp_cmdsn,
             self.max_cmdsn,
-            0,
-            0,
-            0,
+            byte2=self.response,
         )
 
 
@@ -725,8 +689,7 @@ class LoginResponse(NamedTuple):
         )
 
     def encode(self) -> bytes:
-        fl = (0x80 if self.transit else 0) | (0x40 if self.cont else 0)
-        fl |= (self.csg & 3) << 2 | (self.nsg & 3 if self.transit else 0)
+        fl = _login_flags(self.transit, self.cont, self.csg, self.nsg)
         # Bytes 20-23 are reserved in a response; _LOGIN puts CID there for requests.
         return _LOGIN.pack(
             Opcode.LOGIN_RESPONSE,
@@ -771,21 +734,15 @@ class TextResponse(NamedTuple):
 
     def encode(self) -> bytes:
         fl = (FINAL if self.final else 0) | (0x40 if self.cont else 0)
-        return _GENERIC.pack(
+        return _pack_generic(
             Opcode.TEXT_RESPONSE,
             fl,
-            0,
-            0,
-            _word(self.ahs_words, self.data_length),
-            self.lun,
-            self.itt,
+            self,
             self.ttt,
             self.statsn,
             self.exp_cmdsn,
             self.max_cmdsn,
-            0,
-            0,
-            0,
+            lun=self.lun,
         )
 
 
@@ -838,14 +795,10 @@ class DataIn(NamedTuple):
         if self.status is not None:
             fl |= 0x01 | (0x04 if self.overflow else 0) | (0x02 if self.underflow else 0)
             status, statsn = self.status, self.statsn
-        return _GENERIC.pack(
+        return _pack_generic(
             Opcode.DATA_IN,
             fl,
-            0,
-            status,
-            _word(self.ahs_words, self.data_length),
-            self.lun,
-            self.itt,
+            self,
             self.ttt,
             statsn,
             self.exp_cmdsn,
@@ -853,6 +806,8 @@ class DataIn(NamedTuple):
             self.datasn,
             self.offset,
             self.residual if self.status is not None else 0,
+            lun=self.lun,
+            byte3=status,
         )
 
 
@@ -915,14 +870,10 @@ class R2T(NamedTuple):
         return cls(itt, ttt, sn, exp, mx, r2tsn, off, ln, lun, w & 0xFFFFFF, w >> 24)
 
     def encode(self) -> bytes:
-        return _GENERIC.pack(
+        return _pack_generic(
             Opcode.R2T,
             FINAL,
-            0,
-            0,
-            _word(self.ahs_words, self.data_length),
-            self.lun,
-            self.itt,
+            self,
             self.ttt,
             self.statsn,
             self.exp_cmdsn,
@@ -930,6 +881,7 @@ class R2T(NamedTuple):
             self.r2tsn,
             self.offset,
             self.length,
+            lun=self.lun,
         )
 
 
@@ -994,21 +946,17 @@ class Reject(NamedTuple):
         return cls(reason, sn, exp, mx, dsn, itt, w & 0xFFFFFF, w >> 24)
 
     def encode(self) -> bytes:
-        return _GENERIC.pack(
+        return _pack_generic(
             Opcode.REJECT,
             FINAL,
-            self.reason,
-            0,
-            _word(self.ahs_words, self.data_length),
-            0,
-            RESERVED_TAG,
+            self,
             0,
             self.statsn,
             self.exp_cmdsn,
             self.max_cmdsn,
             self.datasn,
-            0,
-            0,
+            byte2=self.reason,
+            itt=RESERVED_TAG,
         )
 
 
