@@ -201,6 +201,14 @@ def _check_transfer(lu: LogicalUnit, blocks: int) -> None:
         raise SenseError.invalid_cdb(7 if blocks < 0x10000 else 10)
 
 
+def _parse_rw_protect(cdb: Buffer) -> RwCdb:
+    """:func:`parse_rw`, then :func:`_check_protect` (6-byte CDBs have no PROTECT field)."""
+    r = parse_rw(cdb)
+    if cdb[0] not in (Op.READ_6, Op.WRITE_6):
+        _check_protect(cdb)
+    return r
+
+
 def _data_out(ctx: Context, n: int) -> memoryview:
     """Exactly ``n`` bytes of data-out, or INVALID FIELD IN CDB."""
     data = ctx.data_out if ctx.data_out is not None else memoryview(b"")
@@ -220,6 +228,19 @@ def _data_out_blocks(ctx: Context, blocks: int) -> tuple[memoryview, int]:
     data = ctx.data_out if ctx.data_out is not None else memoryview(b"")
     got = min(blocks, len(data) // bs)
     return data[: got * bs], got
+
+
+def _write_data(ctx: Context, r: RwCdb) -> tuple[memoryview, int]:
+    """What a write with a data-out buffer checks before it writes: a writable unit, the
+    range on the medium and the transfer length; then :func:`_data_out_blocks` (no blocks:
+    nothing to write)."""
+    lu = ctx.lu
+    _check_writable(lu)
+    _check_range(lu, r.lba, r.blocks)
+    if r.blocks == 0:
+        return memoryview(b""), 0
+    _check_transfer(lu, r.blocks)
+    return _data_out_blocks(ctx, r.blocks)
 
 
 def _first_mismatch(a: Buffer, b: Buffer) -> int:
@@ -436,11 +457,8 @@ async def service_action_in(ctx: Context) -> ScsiResult:
 
 
 def _read_cdb(ctx: Context) -> RwCdb:
-    cdb = ctx.cdb
-    r = parse_rw(cdb)
+    r = _parse_rw_protect(ctx.cdb)
     lu = ctx.lu
-    if cdb[0] != Op.READ_6:
-        _check_protect(cdb)
     _check_range(lu, r.lba, r.blocks)
     if r.blocks:
         _check_transfer(lu, r.blocks)
@@ -471,16 +489,9 @@ def read_now(ctx: Context) -> ScsiResult | None:
 
 async def write(ctx: Context) -> ScsiResult:
     cdb = ctx.cdb
-    r = parse_rw(cdb)
+    r = _parse_rw_protect(cdb)
     lu = ctx.lu
-    if cdb[0] != Op.WRITE_6:
-        _check_protect(cdb)
-    _check_writable(lu)
-    _check_range(lu, r.lba, r.blocks)
-    if r.blocks == 0:
-        return good()
-    _check_transfer(lu, r.blocks)
-    data, blocks = _data_out_blocks(ctx, r.blocks)
+    data, blocks = _write_data(ctx, r)
     if blocks == 0:
         return good()
     fua = bool(r.flags & 0x08) or not lu.mode.write_cache or cdb[0] in WRITE_VERIFY_OPS
@@ -492,9 +503,8 @@ async def write(ctx: Context) -> ScsiResult:
 
 async def verify(ctx: Context) -> ScsiResult:
     cdb = ctx.cdb
-    r = parse_rw(cdb)
+    r = _parse_rw_protect(cdb)
     lu = ctx.lu
-    _check_protect(cdb)
     bytchk = (cdb[1] >> 1) & 0x03
     if bytchk == 2:
         raise SenseError.invalid_cdb(1, 2)
@@ -520,9 +530,8 @@ async def verify(ctx: Context) -> ScsiResult:
 
 async def write_same(ctx: Context) -> ScsiResult:
     cdb = ctx.cdb
-    r = parse_rw(cdb)
+    r = _parse_rw_protect(cdb)
     lu = ctx.lu
-    _check_protect(cdb)
     if cdb[1] & 0x10:  # ANCHOR: ANC_SUP=0
         raise SenseError.invalid_cdb(1, 4)
     if cdb[1] & 0x06:  # PBDATA / LBDATA
@@ -629,9 +638,8 @@ async def get_lba_status(ctx: Context) -> ScsiResult:
 
 async def compare_and_write(ctx: Context) -> ScsiResult:
     cdb = ctx.cdb
-    r = parse_rw(cdb)
+    r = _parse_rw_protect(cdb)
     lu = ctx.lu
-    _check_protect(cdb)
     _check_writable(lu)
     if r.blocks > vpd.LIMITS.max_compare_and_write_blocks:
         raise SenseError.invalid_cdb(13)
@@ -656,16 +664,9 @@ async def compare_and_write(ctx: Context) -> ScsiResult:
 
 
 async def orwrite(ctx: Context) -> ScsiResult:
-    cdb = ctx.cdb
-    r = parse_rw(cdb)
+    r = _parse_rw_protect(ctx.cdb)
     lu = ctx.lu
-    _check_protect(cdb)
-    _check_writable(lu)
-    _check_range(lu, r.lba, r.blocks)
-    if r.blocks == 0:
-        return good()
-    _check_transfer(lu, r.blocks)
-    data, blocks = _data_out_blocks(ctx, r.blocks)
+    data, blocks = _write_data(ctx, r)
     if blocks == 0:
         return good()
     async with lu.caw_lock:
