@@ -4,6 +4,9 @@ iSCSI server, driven by the test initiator in ``initiator.py``."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -56,10 +59,33 @@ def names(service: SanService, vm: str) -> tuple[str, str]:
     return initiator_name(h.wwpn_a), initiator_name(h.wwpn_b)
 
 
-async def start(config: Path, nursery: trio.Nursery) -> tuple[SanService, list[int]]:
-    service = SanService(load(config))
-    bound = await nursery.start(service.run)
-    return service, [port for _, port in bound]
+@dataclass
+class Site:
+    """A running SAN service and the initiators a test connected to it."""
+
+    service: SanService
+    ports: list[int]
+    initiators: list[Initiator] = field(default_factory=list)
+
+    async def connect(self, portal: int, name: str) -> Initiator:
+        """An initiator named ``name`` connected to the portal at index ``portal``."""
+        ini = await Initiator.connect(self.ports[portal], name)
+        self.initiators.append(ini)
+        return ini
+
+
+@asynccontextmanager
+async def serving(config: Path) -> AsyncIterator[Site]:
+    """The SAN service of ``config`` on its portals; on exit the initiators' connections
+    close and the service stops."""
+    async with trio.open_nursery() as nursery:
+        service = SanService(load(config))
+        bound = await nursery.start(service.run)
+        site = Site(service, [port for _, port in bound])
+        yield site
+        for ini in site.initiators:
+            await ini.stream.aclose()
+        nursery.cancel_scope.cancel()
 
 
 def luns_of(data: bytes) -> list[int]:
@@ -68,10 +94,9 @@ def luns_of(data: bytes) -> list[int]:
 
 
 async def test_rfc7143_full_session_write_read_with_r2t_and_digests(config: Path) -> None:
-    async with trio.open_nursery() as nursery:
-        service, ports = await start(config, nursery)
-        vm1, _ = names(service, "vm1")
-        ini = await Initiator.connect(ports[1], vm1)
+    async with serving(config) as site:
+        vm1, _ = names(site.service, "vm1")
+        ini = await site.connect(1, vm1)
         answers = await ini.login(
             IQN,
             keys=[
@@ -99,16 +124,14 @@ async def test_rfc7143_full_session_write_read_with_r2t_and_digests(config: Path
         r = await ini.command(1, TUR)
         assert r.status == 2 and r.sense[12:14] == b"\x25\x00"  # LU NOT SUPPORTED
         assert (await ini.logout()).response == 0
-        nursery.cancel_scope.cancel()
 
 
 async def test_rfc7143_large_write_with_immediate_unsolicited_and_solicited_data(
     config: Path,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        service, ports = await start(config, nursery)
-        vm1, _ = names(service, "vm1")
-        ini = await Initiator.connect(ports[0], vm1)
+    async with serving(config) as site:
+        vm1, _ = names(site.service, "vm1")
+        ini = await site.connect(0, vm1)
         answers = await ini.login(
             IQN,
             keys=[
@@ -132,8 +155,6 @@ async def test_rfc7143_large_write_with_immediate_unsolicited_and_solicited_data
         rcdb = bytes.fromhex("2800") + (0).to_bytes(4, "big") + b"\0" + blocks.to_bytes(2, "big")
         rd = await ini.command(0, rcdb + b"\0", read=len(pattern))
         assert rd.status == 0 and rd.data == pattern
-        await ini.stream.aclose()
-        nursery.cancel_scope.cancel()
 
 
 async def test_sbc3_5_3_compare_and_write_checks_the_expected_data_transfer_length(
@@ -142,10 +163,9 @@ async def test_sbc3_5_3_compare_and_write_checks_the_expected_data_transfer_leng
     """The transport hands the write's EDTL to the SCSI layer as the expected data-out
     length: a COMPARE AND WRITE whose 8-bit NUMBER OF LOGICAL BLOCKS wrapped to 0 while
     the initiator sends 2 x 256 blocks is INVALID FIELD IN CDB, not a no-op GOOD."""
-    async with trio.open_nursery() as nursery:
-        service, ports = await start(config, nursery)
-        vm1, _ = names(service, "vm1")
-        ini = await Initiator.connect(ports[0], vm1)
+    async with serving(config) as site:
+        vm1, _ = names(site.service, "vm1")
+        ini = await site.connect(0, vm1)
         await ini.login(IQN, keys=[("ImmediateData", "Yes"), ("InitialR2T", "No")])
         await ini.command(0, TUR)  # unit attention
         caw = bytes.fromhex("89") + bytes(12)
@@ -158,50 +178,40 @@ async def test_sbc3_5_3_compare_and_write_checks_the_expected_data_transfer_leng
         assert r.status == 0
         rd = await ini.command(0, bytes.fromhex("28000000000000000100"), read=512)
         assert rd.data == b"B" * 512
-        await ini.stream.aclose()
-        nursery.cancel_scope.cancel()
 
 
 async def test_unzoned_initiator_gets_authorization_failure(config: Path) -> None:
-    async with trio.open_nursery() as nursery:
-        _, ports = await start(config, nursery)
-        ini = await Initiator.connect(ports[0], "naa.c003ff00000000ff")
+    async with serving(config) as site:
+        ini = await site.connect(0, "naa.c003ff00000000ff")
         with pytest.raises(LoginFailed) as e:
             await ini.login(IQN)
         assert e.value.status == 0x0202
-        await ini.stream.aclose()
-        nursery.cancel_scope.cancel()
 
 
 async def test_discovery_lists_one_target_address_per_zoned_portal(config: Path) -> None:
-    async with trio.open_nursery() as nursery:
-        service, ports = await start(config, nursery)
-        ini = await Initiator.connect(ports[0], names(service, "vm2")[1])
+    async with serving(config) as site:
+        ini = await site.connect(0, names(site.service, "vm2")[1])
         await ini.login(None)
         pairs = await ini.text_request([("SendTargets", "All")])
         assert pairs[0] == ("TargetName", IQN)
         assert [v for k, v in pairs if k == "TargetAddress"] == [
-            f"127.0.0.1:{ports[0]},1",
-            f"127.0.0.1:{ports[1]},2",
+            f"127.0.0.1:{site.ports[0]},1",
+            f"127.0.0.1:{site.ports[1]},2",
         ]
-        nobody = await Initiator.connect(ports[0], "iqn.nobody")
+        nobody = await site.connect(0, "iqn.nobody")
         await nobody.login(None)
         assert await nobody.text_request([("SendTargets", "All")]) == []
-        await ini.stream.aclose()
-        await nobody.stream.aclose()
-        nursery.cancel_scope.cancel()
 
 
 async def test_cli_changes_take_effect_at_once_with_unit_attention(config: Path) -> None:
-    async with trio.open_nursery() as nursery:
-        service, ports = await start(config, nursery)
-        vm1, vm1_b = names(service, "vm1")
-        ini = await Initiator.connect(ports[0], vm1)
+    async with serving(config) as site:
+        vm1, vm1_b = names(site.service, "vm1")
+        ini = await site.connect(0, vm1)
         await ini.login(IQN)
         await ini.command(0, TUR)  # consume the power-on unit attention
         assert (await ini.command(0, TUR)).status == 0
         cli(config, "lun", "map", "disk1", "--vm", "vm1")
-        service.reload()  # what the daemon's reloader does on notify
+        site.service.reload()  # what the daemon's reloader does on notify
         rx = await ini.recv()  # RFC 7143 11.9: Async Message, SCSI event, sense 3F/0E
         assert isinstance(rx.record, pdu.AsyncMessage) and rx.record.event == 0
         assert bytes(rx.data[2 + 12 : 2 + 14]) == b"\x3f\x0e"
@@ -210,20 +220,16 @@ async def test_cli_changes_take_effect_at_once_with_unit_attention(config: Path)
         r = await ini.command(0, REPORT_LUNS, read=256)
         assert luns_of(r.data) == [0, 1]
         # Set B (the live-migration destination) sees the same LUNs.
-        other = await Initiator.connect(ports[1], vm1_b)
+        other = await site.connect(1, vm1_b)
         await other.login(IQN)
         r = await other.command(0, REPORT_LUNS, read=256)
         assert luns_of(r.data) == [0, 1]
-        await ini.stream.aclose()
-        await other.stream.aclose()
-        nursery.cancel_scope.cancel()
 
 
 async def test_bad_pdus_get_rejects_and_the_server_survives(config: Path) -> None:
-    async with trio.open_nursery() as nursery:
-        service, ports = await start(config, nursery)
-        vm1, _ = names(service, "vm1")
-        ini = await Initiator.connect(ports[0], vm1)
+    async with serving(config) as site:
+        vm1, _ = names(site.service, "vm1")
+        ini = await site.connect(0, vm1)
         await ini.login(IQN)
         # A target opcode sent by an initiator: Reject "command not supported".
         await ini.send(pdu.NopIn(1, 2, 3, 4, 5).encode())
@@ -235,31 +241,24 @@ async def test_bad_pdus_get_rejects_and_the_server_survives(config: Path) -> Non
         with pytest.raises(EOFError):
             while True:
                 await ini.recv()
-        again = await Initiator.connect(ports[0], vm1)
+        again = await site.connect(0, vm1)
         await again.login(IQN)
         assert (await again.command(0, TUR)).status in (0, 2)
-        assert service.server.statistics()["logins"] >= 2
-        await ini.stream.aclose()
-        await again.stream.aclose()
-        nursery.cancel_scope.cancel()
+        assert site.service.server.statistics()["logins"] >= 2
 
 
 async def test_chap_wrong_secret_is_authentication_failure(config: Path) -> None:
     args = ["chap", "set", "--user", "host1", "--secret", "a-secret-long-enough"]
     cli(config, *args)
-    async with trio.open_nursery() as nursery:
-        service, ports = await start(config, nursery)
-        vm1, _ = names(service, "vm1")
-        bad = await Initiator.connect(ports[0], vm1)
+    async with serving(config) as site:
+        vm1, _ = names(site.service, "vm1")
+        bad = await site.connect(0, vm1)
         with pytest.raises(LoginFailed) as e:
             await bad.login(IQN, chap=("host1", "wrong-secret-here"))
         assert e.value.status == 0x0201
-        good = await Initiator.connect(ports[0], vm1)
+        good = await site.connect(0, vm1)
         await good.login(IQN, chap=("host1", "a-secret-long-enough"))
         assert (await good.command(0, TUR)).status in (0, 2)
-        await bad.stream.aclose()
-        await good.stream.aclose()
-        nursery.cancel_scope.cancel()
     assert (config.parent / "state" / "san" / "chap.json").stat().st_mode & 0o777 == 0o600
 
 
@@ -275,10 +274,9 @@ def test_san_cli_register_adds_the_commands() -> None:
 
 
 async def test_live_migration_switch_keeps_luns_and_persistent_reservations(config: Path) -> None:
-    async with trio.open_nursery() as nursery:
-        service, ports = await start(config, nursery)
-        set_a, set_b = names(service, "vm1")
-        a = await Initiator.connect(ports[0], set_a)
+    async with serving(config) as site:
+        set_a, set_b = names(site.service, "vm1")
+        a = await site.connect(0, set_a)
         await a.login(IQN)
         await a.command(0, TUR)
         key = (0x1122334455667788).to_bytes(8, "big")
@@ -286,29 +284,25 @@ async def test_live_migration_switch_keeps_luns_and_persistent_reservations(conf
         r = await a.command(0, register, data_out=bytes(8) + key + bytes(8))
         assert r.status == 0
         cli(config, "vhba", "switch", "vm1", "--set", "B")
-        service.reload()
-        assert service.state.fabric.vhbas["vm1"][0].active == "B"
-        b = await Initiator.connect(ports[1], set_b)
+        site.service.reload()
+        assert site.service.state.fabric.vhbas["vm1"][0].active == "B"
+        b = await site.connect(1, set_b)
         await b.login(IQN)
         await b.command(0, TUR)
         r = await b.command(0, REPORT_LUNS, read=256)
         assert luns_of(r.data) == [0]
         r = await b.command(0, bytes.fromhex("5e00000000000000ff00"), read=255)  # READ KEYS
         assert r.status == 0 and key in r.data[8:]
-        await a.stream.aclose()
-        await b.stream.aclose()
-        nursery.cancel_scope.cancel()
 
 
 async def test_lun_alua_command_changes_a_port_group_at_run_time(config: Path) -> None:
-    async with trio.open_nursery() as nursery:
-        service, ports = await start(config, nursery)
-        vm1, _ = names(service, "vm1")
-        ini = await Initiator.connect(ports[1], vm1)  # portal 2 = target port group 2
+    async with serving(config) as site:
+        vm1, _ = names(site.service, "vm1")
+        ini = await site.connect(1, vm1)  # portal 2 = target port group 2
         await ini.login(IQN)
         await ini.command(0, TUR)
         cli(config, "lun", "alua", "disk0", "--group", "2", "--state", "standby")
-        service.reload()
+        site.service.reload()
         r = await ini.command(0, TUR)
         assert r.status == 2 and r.sense[12:14] == b"\x2a\x06"  # state changed
         r = await ini.command(0, bytes.fromhex("28000000000000000100"), read=512)
@@ -316,47 +310,37 @@ async def test_lun_alua_command_changes_a_port_group_at_run_time(config: Path) -
         rtpg = bytes.fromhex("a30a00000000000004000000")
         r = await ini.command(0, rtpg, read=1024)
         assert r.status == 0
-        await ini.stream.aclose()
-        nursery.cancel_scope.cancel()
 
 
 async def test_config_open_initiators_see_every_lun(config: Path) -> None:
     config.write_text(config.read_text() + 'open_initiators = ["iqn.2026-11.host:h1"]\n')
-    async with trio.open_nursery() as nursery:
-        _, ports = await start(config, nursery)
-        ini = await Initiator.connect(ports[0], "iqn.2026-11.host:h1")
+    async with serving(config) as site:
+        ini = await site.connect(0, "iqn.2026-11.host:h1")
         await ini.login(IQN)
         r = await ini.command(0, REPORT_LUNS, read=256)
         assert luns_of(r.data) == [0, 1]
-        await ini.stream.aclose()
-        nursery.cancel_scope.cancel()
     cli(config, "vsan", "create", "other")  # saving the fabric keeps config names out
     assert "iqn.2026-11.host:h1" not in (config.parent / "state/san/fabric.json").read_text()
 
 
 async def test_rfc7143_6_3_5_session_reinstatement_closes_the_old_session(config: Path) -> None:
-    async with trio.open_nursery() as nursery:
-        service, ports = await start(config, nursery)
-        vm1, _ = names(service, "vm1")
-        old = await Initiator.connect(ports[0], vm1)
+    async with serving(config) as site:
+        vm1, _ = names(site.service, "vm1")
+        old = await site.connect(0, vm1)
         await old.login(IQN)
-        new = await Initiator.connect(ports[0], vm1)
+        new = await site.connect(0, vm1)
         new.isid = old.isid  # same initiator port: the old session is reinstated
         await new.login(IQN)
         with trio.fail_after(5), pytest.raises(EOFError):
             await old.recv()
-        assert len(service.server.sessions) == 1
-        await old.stream.aclose()
-        await new.stream.aclose()
-        nursery.cancel_scope.cancel()
+        assert len(site.service.server.sessions) == 1
 
 
 async def test_rfc7143_11_19_unanswered_nop_in_pings_end_the_connection(config: Path) -> None:
-    async with trio.open_nursery() as nursery:
-        service, ports = await start(config, nursery)
-        service.server.settings.nop_interval = 0.05
-        vm1, _ = names(service, "vm1")
-        ini = await Initiator.connect(ports[0], vm1)
+    async with serving(config) as site:
+        site.service.server.settings.nop_interval = 0.05
+        vm1, _ = names(site.service, "vm1")
+        ini = await site.connect(0, vm1)
         await ini.login(IQN)
         with trio.fail_after(5):
             rx = await ini.recv()
@@ -364,5 +348,3 @@ async def test_rfc7143_11_19_unanswered_nop_in_pings_end_the_connection(config: 
             with pytest.raises(EOFError):  # not answered: the target drops the connection
                 while True:
                     await ini.recv()
-        await ini.stream.aclose()
-        nursery.cancel_scope.cancel()
