@@ -10,6 +10,7 @@ import random
 import re
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -86,12 +87,17 @@ async def client_dev() -> AsyncIterator[IwarpDevice]:
         yield dev
 
 
-async def run_server(
-    nursery: trio.Nursery, dev: IwarpDevice, handler: Callable[[SmbDirectChannel], Awaitable[None]]
-) -> tuple[SmbDirectServer, tuple[str, int]]:
-    server = SmbDirectServer(dev)
-    addr: tuple[str, int] = await nursery.start(server.serve, "127.0.0.1", 0, handler)
-    return server, addr
+@asynccontextmanager
+async def serving(
+    dev: IwarpDevice, handler: Callable[[SmbDirectChannel], Awaitable[None]]
+) -> AsyncIterator[tuple[SmbDirectServer, tuple[str, int]]]:
+    """An SMB Direct server on ``dev`` at a free loopback port, and that address; it stops
+    when the block ends."""
+    async with trio.open_nursery() as nursery:
+        server = SmbDirectServer(dev)
+        addr: tuple[str, int] = await nursery.start(server.serve, "127.0.0.1", 0, handler)
+        yield server, addr
+        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.slow
@@ -99,8 +105,7 @@ async def test_64_mib_each_way_send_receive_rdma_write_and_read(
     server_dev: IwarpDevice, client_dev: IwarpDevice
 ) -> None:
     handler = Handler()
-    async with trio.open_nursery() as nursery:
-        server, addr = await run_server(nursery, server_dev, handler)
+    async with serving(server_dev, handler) as (server, addr):
         async with connect(client_dev, *addr) as ch:
             # 64 MiB as 1 MiB upper-layer messages, fragmented and reassembled by SMB Direct
             stream = pattern(1, 64 * MiB)
@@ -146,27 +151,23 @@ async def test_64_mib_each_way_send_receive_rdma_write_and_read(
                 await trio.sleep(0.01)
         assert server.statistics()["accepted"] == 1
         assert all(isinstance(e, ChannelClosed) for e in handler.errors)
-        nursery.cancel_scope.cancel()
     assert len(server_dev.stags) == 0 and len(client_dev.stags) == 0
 
 
 async def test_rdma_v1_invalidate_reply_invalidates_client_region(
     server_dev: IwarpDevice, client_dev: IwarpDevice
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        _, addr = await run_server(nursery, server_dev, Handler())
-        async with connect(client_dev, *addr) as ch:
-            sink = bytearray(65536)
-            reg = ch.register_buffer(sink, remote_write=True)
-            await ch.send_message([b"I", struct.pack("<Q", 9), encode_descriptors(reg.descriptors)])
-            assert bytes(await ch.receive_message()) == b"ok"
-            assert bytes(sink) == pattern(9, 65536)
-            assert reg.invalidated  # Send with Invalidate named its token
-            # the server can no longer reach it: its next write gets a Terminate
-            await ch.send_message([b"W", struct.pack("<Q", 9), encode_descriptors(reg.descriptors)])
-            with pytest.raises(SmbDirectError):
-                await ch.receive_message()
-        nursery.cancel_scope.cancel()
+    async with serving(server_dev, Handler()) as (_, addr), connect(client_dev, *addr) as ch:
+        sink = bytearray(65536)
+        reg = ch.register_buffer(sink, remote_write=True)
+        await ch.send_message([b"I", struct.pack("<Q", 9), encode_descriptors(reg.descriptors)])
+        assert bytes(await ch.receive_message()) == b"ok"
+        assert bytes(sink) == pattern(9, 65536)
+        assert reg.invalidated  # Send with Invalidate named its token
+        # the server can no longer reach it: its next write gets a Terminate
+        await ch.send_message([b"W", struct.pack("<Q", 9), encode_descriptors(reg.descriptors)])
+        with pytest.raises(SmbDirectError):
+            await ch.receive_message()
     assert len(server_dev.stags) == 0 and len(client_dev.stags) == 0
 
 
@@ -232,8 +233,7 @@ async def test_ms_smbd_3_1_5_8_bad_peers_are_disconnected_and_freed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     handler = Handler()
-    async with trio.open_nursery() as nursery:
-        server, addr = await run_server(nursery, server_dev, handler)
+    async with serving(server_dev, handler) as (server, addr):
         got = await _raw_client(client_dev, addr, messages)
         with trio.fail_after(10):
             while server.channels:
@@ -242,7 +242,6 @@ async def test_ms_smbd_3_1_5_8_bad_peers_are_disconnected_and_freed(
         if len(messages) > 1:
             resp = wire.NegotiateResponse.decode(got[0])
             assert resp.status == 0 and resp.credits_granted >= 3
-        nursery.cancel_scope.cancel()
     assert re.search(why, caplog.text)
     assert len(server_dev.stags) == 0  # every region and buffer of the channel is freed
 
@@ -251,8 +250,7 @@ async def test_peer_vanishing_mid_transfer_fails_the_rdma_read(
     server_dev: IwarpDevice, client_dev: IwarpDevice
 ) -> None:
     handler = Handler()
-    async with trio.open_nursery() as nursery:
-        server, addr = await run_server(nursery, server_dev, handler)
+    async with serving(server_dev, handler) as (server, addr):
         async with connect(client_dev, *addr) as ch:
             source = bytearray(32 * MiB)
             reg = ch.register_buffer(source, remote_write=False)
@@ -265,7 +263,6 @@ async def test_peer_vanishing_mid_transfer_fails_the_rdma_read(
             while server.channels:
                 await trio.sleep(0.01)
         assert handler.errors and isinstance(handler.errors[0], SmbDirectError)
-        nursery.cancel_scope.cancel()
     assert len(server_dev.stags) == 0 and len(client_dev.stags) == 0
 
 
@@ -305,8 +302,7 @@ async def test_bad_peers_do_not_disturb_other_channels(
     """A garbage TCP peer, a bad-CRC peer and a client handing out a descriptor beyond its
     region are each cut off; a well-behaved channel beside them keeps working."""
     handler = Handler()
-    async with trio.open_nursery() as nursery:
-        server, addr = await run_server(nursery, server_dev, handler)
+    async with serving(server_dev, handler) as (server, addr):
         async with connect(client_dev, *addr) as good:
             await good.send_message([b"S", b"before"])
             # 1. not MPA at all
@@ -356,7 +352,6 @@ async def test_bad_peers_do_not_disturb_other_channels(
                 await trio.sleep(0.01)
         assert server.statistics()["accepted"] == 3  # MPA-level: the bad-CRC peer too
         assert server_dev.statistics()["protocol_errors"] >= 2
-        nursery.cancel_scope.cancel()
     assert len(server_dev.stags) == 0 and len(client_dev.stags) == 0
 
 
@@ -378,35 +373,28 @@ async def test_concurrent_rdma_transfers_wait_for_room(
                 msg = await ch.receive_message()
                 nursery.start_soon(one, msg[1:])
 
-    async with trio.open_nursery() as nursery:
-        _, addr = await run_server(nursery, server_dev, concurrent)
-        async with connect(client_dev, *addr) as ch:
-            bufs = [bytearray(256 * 1024) for _ in range(32)]
-            regs = [ch.register_buffer(b, remote_write=True) for b in bufs]
-            for i, reg in enumerate(regs):
-                await ch.send_message(
-                    [b"W", struct.pack("<Q", i), encode_descriptors(reg.descriptors)]
-                )
-            done = set()
-            for _ in regs:
-                reply = bytes(await ch.receive_message())
-                done.add(struct.unpack_from("<Q", reply, 2)[0])
-            assert done == set(range(32))
-            for i, b in enumerate(bufs):
-                assert b == pattern(i, len(b))
-        nursery.cancel_scope.cancel()
+    async with serving(server_dev, concurrent) as (_, addr), connect(client_dev, *addr) as ch:
+        bufs = [bytearray(256 * 1024) for _ in range(32)]
+        regs = [ch.register_buffer(b, remote_write=True) for b in bufs]
+        for i, reg in enumerate(regs):
+            await ch.send_message([b"W", struct.pack("<Q", i), encode_descriptors(reg.descriptors)])
+        done = set()
+        for _ in regs:
+            reply = bytes(await ch.receive_message())
+            done.add(struct.unpack_from("<Q", reply, 2)[0])
+        assert done == set(range(32))
+        for i, b in enumerate(bufs):
+            assert b == pattern(i, len(b))
     assert len(server_dev.stags) == 0 and len(client_dev.stags) == 0
 
 
 async def test_exceptions_from_the_callers_body_come_back_unwrapped(
     server_dev: IwarpDevice, client_dev: IwarpDevice
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        _, addr = await run_server(nursery, server_dev, Handler())
+    async with serving(server_dev, Handler()) as (_, addr):
         with pytest.raises(KeyError):
             async with connect(client_dev, *addr):
                 raise KeyError("from the body")
-        nursery.cancel_scope.cancel()
     with pytest.raises(KeyError):
         async with IwarpDevice.open():
             raise KeyError("from the body")
