@@ -552,6 +552,10 @@ class PosixShare:
             raise BackendError(status_for_errno(exc.errno), name) from exc
         try:
             s = os.fstat(fd)
+            if components[0] != STREAMS_DIR:
+                # A new file has no streams: a folder left for this inode number by a file
+                # deleted outside SMB belongs to that file, not to this one.
+                self._drop_streams(s.st_ino)
             self._store_dosattrib(fd, stored, creation or ns_to_filetime(s.st_mtime_ns))
             if attributes & FileAttributes.READONLY and not is_dir:
                 os.fchmod(fd, s.st_mode & ~0o222 & 0o7777)
@@ -1173,6 +1177,7 @@ class PosixShare:
                     nfd = os.open(name, _O_DIR_PATH, dir_fd=fd)
                 except FileNotFoundError:
                     if not create:
+                        os.close(fd)
                         return None
                     with contextlib.suppress(FileExistsError):
                         os.mkdir(name, 0o700, dir_fd=fd)
@@ -1196,8 +1201,9 @@ class PosixShare:
         finally:
             self.close_sync(r.handle)
         fd = self._streams_of(ino, create=create)
-        if fd is not None:
-            os.close(fd)
+        if fd is None:  # the file has no streams at all
+            raise BackendError(NTStatus.OBJECT_NAME_NOT_FOUND, stream)
+        os.close(fd)
         return (STREAMS_DIR, str(ino), stream)
 
     def list_streams_sync(self, handle: FileHandle) -> list[tuple[str, int, int]]:

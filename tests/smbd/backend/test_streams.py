@@ -91,3 +91,29 @@ def test_streams_of_a_file_replaced_by_rename_go_with_it(tmp_path: Path) -> None
         assert list((tmp_path / STREAMS_DIR).iterdir()) == []
     finally:
         share.close()
+
+
+def test_a_new_file_never_inherits_streams_left_by_a_file_deleted_outside_smb(
+    tmp_path: Path,
+) -> None:
+    """Stream folders are keyed by inode number; a file removed behind the server's back
+    leaves its folder, and the file system hands the inode number out again (ext4 reuses a
+    freed inode at once). The new file must not see the old file's stream data."""
+    share = PosixShare(tmp_path)
+    try:
+        comps = share.stream_components_sync(("old",), "s", True)
+        r = share.open_sync(comps, Disposition.CREATE, 0, want_write=True)
+        share.write_sync(r.handle, memoryview(b"secret"), 0)
+        share.close_sync(r.handle)
+        old_ino = (tmp_path / "old").stat().st_ino
+        (tmp_path / "old").unlink()  # outside SMB: the stream folder stays behind
+        assert (tmp_path / STREAMS_DIR / str(old_ino) / "s").exists()
+        new = share.open_sync(("new",), Disposition.CREATE, 0, want_write=True)
+        assert share.list_streams_sync(new.handle) == []
+        assert not (tmp_path / STREAMS_DIR / str(new.handle.ino)).exists()
+        share.close_sync(new.handle)
+        with pytest.raises(BackendError) as e:
+            share.stream_components_sync(("new",), "s", False)
+        assert e.value.status == NTStatus.OBJECT_NAME_NOT_FOUND
+    finally:
+        share.close()
