@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from smbd.backend import BackendError
 from smbd.server.request import SMBError
+from smbd.wire.create import AccessMask
 from smbd.wire.status import NTStatus
 
 if TYPE_CHECKING:
@@ -16,24 +17,24 @@ if TYPE_CHECKING:
     from smbd.server.model import Session, TreeConnect
     from smbd.server.request import Request
 
-# [MS-SMB2] 2.2.13.1.1 access bits
-FILE_READ_DATA = 0x00000001
-FILE_WRITE_DATA = 0x00000002
-FILE_APPEND_DATA = 0x00000004
-FILE_READ_EA = 0x00000008
-FILE_WRITE_EA = 0x00000010
-FILE_EXECUTE = 0x00000020
-FILE_DELETE_CHILD = 0x00000040
-FILE_READ_ATTRIBUTES = 0x00000080
-FILE_WRITE_ATTRIBUTES = 0x00000100
-DELETE = 0x00010000
-READ_CONTROL = 0x00020000
-WRITE_DAC = 0x00040000
-WRITE_OWNER = 0x00080000
-SYNCHRONIZE = 0x00100000
-ACCESS_SYSTEM_SECURITY = 0x01000000
-MAXIMUM_ALLOWED = 0x02000000
-FILE_ALL_ACCESS = 0x001F01FF
+# [MS-SMB2] 2.2.13.1.1 access bits, defined once in the wire layer; plain ints here
+# because the handlers test them on every request.
+FILE_READ_DATA: Final = AccessMask.FILE_READ_DATA.value
+FILE_WRITE_DATA: Final = AccessMask.FILE_WRITE_DATA.value
+FILE_APPEND_DATA: Final = AccessMask.FILE_APPEND_DATA.value
+FILE_READ_EA: Final = AccessMask.FILE_READ_EA.value
+FILE_WRITE_EA: Final = AccessMask.FILE_WRITE_EA.value
+FILE_EXECUTE: Final = AccessMask.FILE_EXECUTE.value
+FILE_DELETE_CHILD: Final = AccessMask.FILE_DELETE_CHILD.value
+FILE_READ_ATTRIBUTES: Final = AccessMask.FILE_READ_ATTRIBUTES.value
+FILE_WRITE_ATTRIBUTES: Final = AccessMask.FILE_WRITE_ATTRIBUTES.value
+DELETE: Final = AccessMask.DELETE.value
+READ_CONTROL: Final = AccessMask.READ_CONTROL.value
+WRITE_DAC: Final = AccessMask.WRITE_DAC.value
+WRITE_OWNER: Final = AccessMask.WRITE_OWNER.value
+SYNCHRONIZE: Final = AccessMask.SYNCHRONIZE.value
+ACCESS_SYSTEM_SECURITY: Final = AccessMask.ACCESS_SYSTEM_SECURITY.value
+MAXIMUM_ALLOWED: Final = AccessMask.MAXIMUM_ALLOWED.value
 
 # What a read-only share or a READONLY file takes away.
 WRITE_ACCESS = (

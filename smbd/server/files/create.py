@@ -26,7 +26,6 @@ from smbd.server.files import eas, security
 from smbd.server.files.common import (
     ACCESS_SYSTEM_SECURITY,
     DELETE,
-    FILE_ALL_ACCESS,
     FILE_APPEND_DATA,
     FILE_WRITE_DATA,
     MAXIMUM_ALLOWED,
@@ -40,6 +39,7 @@ from smbd.server.files.state import DEFAULT_DURABLE_TIMEOUT_MS, FileServerState,
 from smbd.server.request import Buffer, Request, Response, SMBError
 from smbd.wire import create as wc
 from smbd.wire import fscc
+from smbd.wire.create import FILE_ALL_ACCESS
 from smbd.wire.errors import ParseError
 from smbd.wire.status import NTStatus
 
