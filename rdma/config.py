@@ -23,7 +23,12 @@ class RdmaConfigError(ValueError):
     """The [rdma] table is wrong; the message says where."""
 
 
-def _hostport(text: str, where: str) -> tuple[str, int]:
+def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
+    """``"127.0.0.1:4455"`` / ``"[::1]:4455"`` / ``"127.0.0.1"`` -> (host, port).
+
+    Raises ValueError naming what is wrong; the configuration readers (this one and
+    ``vmstor.config``) add where in the file it was.
+    """
     text = text.strip()
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
@@ -33,14 +38,21 @@ def _hostport(text: str, where: str) -> tuple[str, int]:
     else:
         host, port = text, ""
     if not host:
-        raise RdmaConfigError(f"{where}: bad address {text!r}: no host")
+        raise ValueError(f"bad address {text!r}: no host")
     try:
-        p = int(port) if port else SMBDIRECT_IWARP_PORT
+        p = int(port) if port else default_port
     except ValueError:
-        raise RdmaConfigError(f"{where}: bad address {text!r}: port is not a number") from None
+        raise ValueError(f"bad address {text!r}: port is not a number") from None
     if not 0 <= p <= 65535:
-        raise RdmaConfigError(f"{where}: bad address {text!r}: port out of range")
+        raise ValueError(f"bad address {text!r}: port out of range")
     return host, p
+
+
+def _hostport(text: str, where: str) -> tuple[str, int]:
+    try:
+        return parse_hostport(text, SMBDIRECT_IWARP_PORT)
+    except ValueError as e:
+        raise RdmaConfigError(f"{where}: {e}") from None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rdma.config import parse_hostport as _parse_hostport
+
 
 class ConfigError(Exception):
     """The configuration file is missing, unreadable or wrong; the message says where."""
@@ -17,23 +19,10 @@ class ConfigError(Exception):
 
 def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
     """``"127.0.0.1:4455"`` / ``"[::1]:4455"`` / ``"127.0.0.1"`` -> (host, port)."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.removeprefix(":")
-    elif text.count(":") == 1:
-        host, _, port = text.partition(":")
-    else:
-        host, port = text, ""
-    if not host:
-        raise ConfigError(f"bad address {text!r}: no host")
     try:
-        p = int(port) if port else default_port
-    except ValueError:
-        raise ConfigError(f"bad address {text!r}: port is not a number") from None
-    if not 0 <= p <= 65535:
-        raise ConfigError(f"bad address {text!r}: port out of range")
-    return host, p
+        return _parse_hostport(text, default_port)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 @dataclass(frozen=True)
