@@ -117,6 +117,18 @@ def tshark_count(pcap: Path, display_filter: str) -> int:
 DECODE = ["--disable-protocol", "artemis", "-o", "tcp.try_heuristic_first:TRUE"]
 
 
+def mpa_crc_counts(pcap: Path, timeout: float) -> dict[str, int]:
+    """Good and bad MPA CRC32C verdicts of tshark's full decode of the capture."""
+    verbose = subprocess.run(
+        ["tshark", "-n", "-r", str(pcap), *DECODE, "-V"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=timeout,
+    ).stdout
+    return {"good crc": verbose.count("Good CRC32"), "bad crc": verbose.count("Bad CRC32")}
+
+
 async def test_tshark_decodes_iwarp_and_smb_direct(tmp_path: Path) -> None:
     assert shutil.which("tshark"), "tshark is not installed (scripts/install-test-deps.sh)"
     assert os.geteuid() == 0, "capturing on lo needs root"
@@ -190,15 +202,7 @@ async def test_tshark_decodes_iwarp_and_smb_direct(tmp_path: Path) -> None:
             "expert errors": "_ws.expert.severity == error",
         }.items()
     }
-    verbose = subprocess.run(
-        ["tshark", "-n", "-r", str(pcap), *DECODE, "-V"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    counts["good crc"] = verbose.count("Good CRC32")
-    counts["bad crc"] = verbose.count("Bad CRC32")
+    counts |= mpa_crc_counts(pcap, timeout=120)
     print("tshark counts:", counts)
     assert counts["mpa request"] == 1 and counts["mpa reply"] == 1, counts
     assert counts["smbd negotiate"] == 2, counts
