@@ -51,15 +51,18 @@ def error_body(error_data: bytes = b"") -> list[Buffer]:
 
 
 def build_chain(messages: list[OutMessage]) -> list[Buffer]:
-    """Lay out a chain of responses as iovec parts: each but the last padded to 8 bytes
-    with NextCommand pointing at the next; each signed over its own bytes, padding
-    included, when it has a signing key. Calls ``after_send`` hooks with the exact bytes
-    of their message (used for the 3.1.1 pre-auth hash)."""
+    """Lay out a chain of responses as iovec parts: in a compound chain every response,
+    the last one too, padded to 8 bytes ([MS-SMB2] 3.3.4.1.3: "the last response ...
+    SHOULD be padded", as Windows does and smb2.compound.compound-padding checks), each
+    but the last with NextCommand pointing at the next; a lone response is not padded.
+    Each is signed over its own bytes, padding included, when it has a signing key.
+    Calls ``after_send`` hooks with the exact bytes of their message (used for the 3.1.1
+    pre-auth hash)."""
     parts: list[Buffer] = []
     last = len(messages) - 1
     for i, m in enumerate(messages):
         size = HEADER_SIZE + m.body_size
-        pad = (-size) % 8 if i < last else 0
+        pad = (-size) % 8 if last else 0
         h = m.header
         flags = h.flags | HeaderFlags.SERVER_TO_REDIR
         echo = m.echo_signature if not m.sign_key else b""

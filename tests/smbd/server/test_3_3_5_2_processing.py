@@ -204,6 +204,21 @@ async def test_unrelated_compound(smb: Running) -> None:
         assert crypto.verify(c.signing_algorithm, c.signing_key, r.raw)
 
 
+async def test_compound_pads_the_last_response_too(smb: Running) -> None:
+    """[MS-SMB2] 3.3.4.1.3: the last response of a compound is padded to 8 bytes (the
+    signature covers the padding); a response on its own is not."""
+    c = await smb.session()
+    await c.send(c.compound([(c.header(Command.ECHO), ECHO), (c.header(Command.ECHO), ECHO)]))
+    replies = await c.recv()
+    assert [len(r.raw) for r in replies] == [72, 72]  # 64 + 4, padded
+    assert replies[1].raw[68:] == bytes(4)
+    for r in replies:
+        assert crypto.verify(c.signing_algorithm, c.signing_key, r.raw)
+    await c.send(c.compound([(c.header(Command.ECHO), ECHO)]))
+    (alone,) = await c.recv()
+    assert len(alone.raw) == 68
+
+
 async def test_related_compound_uses_the_previous_tree(smb: Running) -> None:
     c = await smb.session()
     related = HeaderFlags.RELATED_OPERATIONS
