@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from smbd.server.files import pipes
 from smbd.server.files.common import (
     FILE_APPEND_DATA,
     FILE_WRITE_DATA,
@@ -18,6 +19,8 @@ __all__ = ["handle_close", "handle_flush"]
 
 
 async def handle_close(req: Request) -> Response:
+    if req.tree is not None and req.tree.is_ipc:
+        return await pipes.handle_close(req)
     cr = wclose.parse_close_request(req.body)
     o = lookup(req, cr.file_id)
     files = files_of(req)
@@ -51,6 +54,8 @@ async def handle_close(req: Request) -> Response:
 
 async def handle_flush(req: Request) -> Response:
     """FLUSH always reaches stable storage (fsync), whatever the open's options."""
+    if req.tree is not None and req.tree.is_ipc:
+        return await pipes.handle_flush(req)
     fid = wflush.parse_flush_request(req.body)
     o = lookup(req, fid)
     if not o.is_dir:

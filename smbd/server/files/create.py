@@ -22,7 +22,7 @@ from smbd.backend import (
 )
 from smbd.backend.attrs import FileAttributes
 from smbd.backend.paths import STREAMS_DIR, split_stream_path
-from smbd.server.files import eas, security
+from smbd.server.files import eas, pipes, security
 from smbd.server.files.common import (
     ACCESS_SYSTEM_SECURITY,
     DELETE,
@@ -176,9 +176,9 @@ def _durable_request(req: Request, cr: wc.CreateRequest) -> DurableRequest | Non
 async def handle_create(req: Request) -> Response:
     session, tree = session_tree(req)
     cr = wc.parse_create_request(req.body)
-    if tree.share is None:  # IPC$: no named pipes (srvsvc/wkssvc) are served yet
+    if tree.share is None:  # IPC$: named pipes (srvsvc, wkssvc)
         _validate(cr)
-        raise SMBError(NTStatus.OBJECT_NAME_NOT_FOUND, f"pipe {cr.name!r}")
+        return await pipes.handle_create(req, cr)
     wc.check_no_duplicates(cr.contexts)
     files = files_of(req)
     rt = files.runtime(tree.share)

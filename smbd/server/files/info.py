@@ -14,7 +14,7 @@ import zlib
 
 from smbd.backend import BackendError, FileAttributes, FileStat, split_path
 from smbd.backend.paths import STREAMS_DIR
-from smbd.server.files import eas, security
+from smbd.server.files import eas, pipes, security
 from smbd.server.files.common import (
     DELETE,
     FILE_APPEND_DATA,
@@ -303,6 +303,8 @@ async def _query_security(req: Request, o: Open, q: wi.QueryInfoRequest) -> Resp
 
 
 async def handle_query_info(req: Request) -> Response:
+    if req.tree is not None and req.tree.is_ipc:
+        return await pipes.handle_query_info(req)
     q = wi.parse_query_info_request(req.body)
     o = lookup(req, q.file_id)
     if q.output_buffer_length > req.connection.max_transact_size:
@@ -533,6 +535,8 @@ async def _set_security(o: Open, s: wi.SetInfoRequest) -> None:
 
 
 async def handle_set_info(req: Request) -> Response:
+    if req.tree is not None and req.tree.is_ipc:
+        return await pipes.handle_set_info(req)
     s = wi.parse_set_info_request(req.body)
     o = lookup(req, s.file_id)
     rt = o.file.runtime

@@ -31,6 +31,7 @@ from smbd.server.files.common import (
     session_tree,
     smb_errors,
 )
+from smbd.server.files.pipes import transceive as pipe_transceive
 from smbd.server.request import Buffer, Handler, Request, Response, SMBError
 from smbd.wire import fsctl as wf
 from smbd.wire import ioctl as wio
@@ -325,7 +326,7 @@ FSCTL_HANDLERS: dict[int, FsctlHandler] = {
     FsctlCode.FSCTL_OFFLOAD_WRITE: _refuse(NTStatus.NOT_SUPPORTED),
     FsctlCode.FSCTL_DUPLICATE_EXTENTS_TO_FILE: _refuse(NTStatus.INVALID_DEVICE_REQUEST),
     FsctlCode.FSCTL_DUPLICATE_EXTENTS_TO_FILE_EX: _refuse(NTStatus.INVALID_DEVICE_REQUEST),
-    FsctlCode.FSCTL_PIPE_TRANSCEIVE: _refuse(NTStatus.NOT_SUPPORTED),
+    FsctlCode.FSCTL_PIPE_TRANSCEIVE: pipe_transceive,
     FsctlCode.FSCTL_PIPE_PEEK: _refuse(NTStatus.NOT_SUPPORTED),
     FsctlCode.FSCTL_PIPE_WAIT: _refuse(NTStatus.NOT_SUPPORTED),
 }

@@ -16,6 +16,8 @@ from smbd.server.files.common import (
     require,
     smb_errors,
 )
+from smbd.server.files.pipes import handle_read as read_pipe
+from smbd.server.files.pipes import handle_write as write_pipe
 from smbd.server.files.state import FileServerState
 from smbd.server.request import Request, Response, SMBError
 from smbd.transport import smbdirect
@@ -33,6 +35,8 @@ _NOTIFY_SIZE_WRITE = 0x8 | 0x10  # FILE_NOTIFY_CHANGE_SIZE | LAST_WRITE
 
 
 async def handle_read(req: Request) -> Response:
+    if req.tree is not None and req.tree.is_ipc:
+        return await read_pipe(req)
     r = rw.parse_read_request(req.body)
     smbdirect.note_channel(req, r.channel, r.channel_info)
     o = lookup(req, r.file_id)
@@ -62,6 +66,8 @@ async def handle_read(req: Request) -> Response:
 
 
 async def handle_write(req: Request) -> Response:
+    if req.tree is not None and req.tree.is_ipc:
+        return await write_pipe(req)
     w = rw.parse_write_request(req.body)
     smbdirect.note_channel(req, w.channel, w.channel_info)
     o = lookup(req, w.file_id)
