@@ -81,6 +81,10 @@ class Backend(Protocol):
     def read_now(self, lba: int, blocks: int) -> bytearray | None:
         """The data if it can be had without blocking (cached), else None."""
 
+    def read_now_into(self, lba: int, dest: memoryview) -> bool:
+        """Fill ``dest`` (whole blocks) from ``lba`` if that needs no waiting (cached);
+        False (``dest`` then holds nothing useful) when it would."""
+
     async def write(self, lba: int, data: Sequence[Buffer], *, fua: bool = False) -> None: ...
     async def flush(self) -> None: ...
     async def unmap(self, extents: Sequence[tuple[int, int]]) -> None: ...
@@ -182,23 +186,29 @@ class FileBackend:
         """Page-cache hits, served on the event loop: ``preadv(RWF_NOWAIT)`` never
         blocks, and a worker thread costs ~100 us a call, more than a 4 KiB cached
         read.  None when any of the range would have to come from the disk."""
-        bs = self.block_size
-        length = blocks * bs
+        length = blocks * self.block_size
         if not _RWF_NOWAIT or length > INLINE_READ_MAX:
             return None
         buf = bytearray(length)
+        return buf if self.read_now_into(lba, memoryview(buf)) else None
+
+    def read_now_into(self, lba: int, dest: memoryview) -> bool:
+        """:meth:`read_now` into the caller's buffer (a transport's send buffer)."""
+        length = len(dest)
+        if not _RWF_NOWAIT or length > INLINE_READ_MAX:
+            return False
         try:
-            n = os.preadv(self._fd, [buf], lba * bs, _RWF_NOWAIT)
+            n = os.preadv(self._fd, (dest,), lba * self.block_size, _RWF_NOWAIT)
         except (BlockingIOError, InterruptedError):
-            return None
+            return False
         except OSError as exc:
             if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                 raise
-            return None
+            return False
         if n != length:
-            return None
+            return False
         self.nowait_hits += 1
-        return buf
+        return True
 
     async def read(self, lba: int, blocks: int) -> bytearray:
         buf = self.read_now(lba, blocks)

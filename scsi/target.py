@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import struct
 from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
@@ -28,6 +29,10 @@ from .vpd import LIMITS, VpdBuilder
 __all__ = ["Masking", "Target"]
 
 log = logging.getLogger("vmstor.scsi")
+
+_READ10 = struct.Struct(">BBIBHB")  # op, flags, lba, group, length, control
+_READ16 = struct.Struct(">BBQIBB")
+_NO_ENTRY: tuple[object, bytes] = (None, b"")
 
 # masking(nexus) -> the LUN ids this nexus may see, or None for all of them.
 Masking = Callable[[Nexus], Collection[int] | None]
@@ -442,6 +447,64 @@ class Target:
         except (SenseError, ReservationConflictError, OSError) as exc:
             result = self._failed(exc, nexus, lun, cdb)
         return self._account(st, result, None)
+
+    def read_now_into(
+        self, nexus: Nexus, lun: int, cdb: bytes | memoryview, dest: memoryview
+    ) -> bool:
+        """The fast path of a plain READ(10) or READ(16) whose data fills ``dest`` exactly
+        and is at hand (page cache): True when the data is in ``dest`` and the command
+        ended with GOOD status, accounted as :meth:`execute` would.
+
+        It serves only what the full path would certainly answer with GOOD and the same
+        data: a unit this nexus sees with no unit attention pending, on an active port
+        group without a path delay, with no reservation held, a CDB without protection
+        or control bits, in range.  Anything else is False, having changed nothing: the
+        transport then runs the command through :meth:`execute_now` / :meth:`execute`,
+        which report the error or wait for the disk."""
+        op = cdb[0]
+        if op == Op.READ_10:
+            _, flags, lba, _group, blocks, control = _READ10.unpack_from(cdb)
+        elif op == Op.READ_16:
+            _, flags, lba, blocks, _group, control = _READ16.unpack_from(cdb)
+        else:
+            return False
+        if flags & 0xE0 or control & 0x04:  # RDPROTECT, NACA: the full path decides
+            return False
+        lu = self.luns.get(lun)
+        st = self._nexuses.get(nexus.key)
+        if lu is None or st is None or st.nexus is not nexus:
+            return False
+        if self.masking is not None:
+            allowed = self.masking(nexus)
+            if allowed is not None and lun not in allowed:
+                return False
+        if lun not in st.seen or st.ua.get(lun):
+            return False
+        if lu.reserved_by is not None or lu.pr.type is not None:
+            return False
+        state = self.alua_state(nexus.tpg, lu)
+        if state != AluaState.ACTIVE_OPTIMIZED and (
+            state != AluaState.ACTIVE_NON_OPTIMIZED or self.non_optimized_delay > 0
+        ):
+            return False
+        length = blocks * lu.block_size
+        if (
+            not blocks
+            or length != len(dest)
+            or length > LIMITS.max_transfer_bytes
+            or lba + blocks > lu.num_blocks
+            or self.command_table.entries.get((op, None), _NO_ENTRY)[0] is not commands.read
+        ):
+            return False
+        if not lu.backend.read_now_into(lba, dest):
+            return False
+        lu.stats["read_ops"] += 1
+        lu.stats["read_bytes"] += length
+        stats = self._stats
+        stats["commands"] += 1
+        stats["bytes_in"] += length
+        st.commands += 1
+        return True
 
     def _account(
         self, st: _NexusState, result: ScsiResult, data_out: memoryview | None

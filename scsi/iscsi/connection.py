@@ -22,6 +22,7 @@ ERL 0 ends the connection after a Reject.
 from __future__ import annotations
 
 import logging
+import struct
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from typing import NamedTuple
 
 from scsi.iscsi import pdu, text
 from scsi.iscsi.errors import PduError, RejectReason, TextError
-from scsi.iscsi.framing import Framer, Received
+from scsi.iscsi.framing import Framer, Received, crc
 from scsi.iscsi.negotiation import Params
 from scsi.iscsi.pdu import RESERVED_TAG, TmfFunction, TmfResponse
 from scsi.nexus import ScsiResult
@@ -42,6 +43,17 @@ Buffer = bytes | bytearray | memoryview
 Iovecs = list[Buffer]
 
 SERIAL_HALF = 1 << 31
+
+# The READ fast path (Connection.fast_read): reads up to FAST_READ_MAX bytes are answered
+# with one Data-In PDU carrying the status, built in place in a per-connection output arena
+# of OUTPUT_ARENA bytes that is reused once everything in it has been sent.
+FAST_READ_MAX = 64 * 1024
+OUTPUT_ARENA = 256 * 1024
+FAST_DONE, FAST_SLOW, FAST_FULL = 1, 0, -1
+# SCSI Command BHS up to the CDB: opcode, flags, 2 reserved, AHS/DSL, LUN, ITT, EDTL, CmdSN.
+_COMMAND_HEAD = struct.Struct(">BBHIQIII")
+_DIGEST = struct.Struct("<I")
+_PADS = (b"", b"\0", b"\0\0", b"\0\0\0")
 
 
 def sn_lt(a: int, b: int) -> bool:
@@ -212,6 +224,7 @@ class Connection:
         statsn: int,
         framer: Framer,
         data_out_length: Callable[[bytes, int], int],
+        fast_reader: Callable[[int, memoryview, memoryview], bool] | None = None,
         send_targets: Callable[[str], list[tuple[str, list[str]]]] | None = None,
         discovery: bool = False,
         limits: Limits | None = None,
@@ -225,6 +238,10 @@ class Connection:
         self.max_cmdsn = (exp_cmdsn + self.limits.queue_depth - 1) & 0xFFFFFFFF
         self.statsn = statsn
         self.data_out_length = data_out_length
+        self.fast_reader = fast_reader
+        self.arena: bytearray | None = None  # allocated by the first fast READ
+        self.arena_view = memoryview(b"")
+        self.arena_used = 0
         self.send_targets = send_targets
         self.discovery = discovery
         self.log = logger or log
@@ -265,6 +282,74 @@ class Connection:
             self.reject(e.reason, rx.header, str(e))
             if e.fatal:
                 self._close(str(e))
+
+    def fast_read(self, bhs: memoryview) -> int:
+        """The READ fast path: ``bhs`` is a SCSI Command BHS (with its header digest when
+        negotiated) at the head of the receive buffer.  If it is a plain, in-order READ
+        that :attr:`fast_reader` can serve at once (the SCSI layer's own fast path, which
+        fills the Data-In buffer), the Data-In PDU with phase-collapsed GOOD status is
+        queued straight from the output arena, without a task: FAST_DONE.  FAST_SLOW: the
+        PDU must go through :meth:`receive` (nothing changed).  FAST_FULL: the arena has
+        no room until the output queued so far is sent (see :meth:`output_sent`)."""
+        op, flags, _, word, lun, itt, edtl, cmdsn = _COMMAND_HEAD.unpack_from(bhs)
+        if (
+            op != pdu.Opcode.SCSI_COMMAND  # an immediate command (I bit) goes the full way
+            or flags & 0xE0 != 0xC0  # F=1, R=1, W=0
+            or word  # no AHS, no immediate data
+            or cmdsn != self.exp_cmdsn
+            or not 0 < edtl <= FAST_READ_MAX
+            or edtl > self.params.max_send_data
+            or self.buffered + edtl > self.limits.max_buffered
+            or self.fast_reader is None
+            or self.closing
+            or self.waiting
+            or itt in self.tasks
+            or itt == RESERVED_TAG
+            or cmdsn in self.skip_cmdsn
+        ):
+            return FAST_SLOW
+        framer = self.framer
+        head = pdu.BHS_LENGTH
+        if framer.header_digest:
+            if _DIGEST.unpack_from(bhs, head)[0] != crc(bhs[:head]):
+                return FAST_SLOW  # the full path rejects it
+            head += 4
+        pad = -edtl & 3
+        size = head + edtl + pad + (4 if framer.data_digest else 0)
+        arena = self.arena
+        if arena is None:
+            arena = self.arena = bytearray(OUTPUT_ARENA)
+            self.arena_view = memoryview(arena)
+        pos = self.arena_used
+        if pos + size > len(arena):
+            return FAST_FULL if pos else FAST_SLOW
+        view = self.arena_view
+        start = pos + head
+        end = start + edtl
+        if not self.fast_reader(decode_lun(lun), bhs[32:48], view[start:end]):
+            return FAST_SLOW
+        self.exp_cmdsn = (cmdsn + 1) & 0xFFFFFFFF
+        self.stats.commands += 1
+        self.stats.bytes_in += edtl
+        self._grow_window()
+        statsn = self.statsn
+        self.statsn = (statsn + 1) & 0xFFFFFFFF
+        pdu.pack_data_in_status(arena, pos, itt, lun, edtl, statsn, self.exp_cmdsn, self.max_cmdsn)
+        if framer.header_digest:
+            _DIGEST.pack_into(arena, pos + pdu.BHS_LENGTH, crc(view[pos : pos + pdu.BHS_LENGTH]))
+        if pad:
+            arena[end : end + pad] = _PADS[pad]
+        if framer.data_digest:
+            _DIGEST.pack_into(arena, end + pad, crc(view[start : end + pad]))
+        self.arena_used = pos + size
+        self.out.append([view[pos : pos + size]])
+        return FAST_DONE
+
+    def output_sent(self) -> None:
+        """The driver sent everything :meth:`take_output` gave it; when nothing more is
+        queued, no buffer refers to the output arena any more and it is reused."""
+        if not self.out:
+            self.arena_used = 0
 
     def data_destination(self, bhs: bytes | bytearray) -> memoryview | None:
         """Where the data of a Data-Out PDU goes, when it is valid and in order: a slice of

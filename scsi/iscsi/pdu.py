@@ -746,6 +746,39 @@ class TextResponse(NamedTuple):
         )
 
 
+def pack_data_in_status(
+    buf: bytearray,
+    offset: int,
+    itt: int,
+    lun: int,
+    data_length: int,
+    statsn: int,
+    exp_cmdsn: int,
+    max_cmdsn: int,
+) -> None:
+    """Write at ``buf[offset:]`` the BHS of the only Data-In PDU of a read that returns
+    all its expected data with GOOD status (RFC 7143 11.7: F and S set, DataSN 0, buffer
+    offset 0, no residual): :meth:`DataIn.encode` of that PDU, without the record."""
+    _GENERIC.pack_into(
+        buf,
+        offset,
+        Opcode.DATA_IN,
+        FINAL | 0x01,
+        0,
+        0,
+        data_length,
+        lun,
+        itt,
+        RESERVED_TAG,
+        statsn,
+        exp_cmdsn,
+        max_cmdsn,
+        0,
+        0,
+        0,
+    )
+
+
 class DataIn(NamedTuple):
     """RFC 7143 11.7 SCSI Data-In. With ``status`` set (S bit) it carries the final status."""
 

@@ -18,6 +18,7 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import trio
@@ -25,6 +26,8 @@ import trio
 from scsi.iscsi import pdu
 from scsi.iscsi.chap import ChapSecrets
 from scsi.iscsi.connection import (
+    FAST_DONE,
+    FAST_FULL,
     Close,
     Connection,
     Execute,
@@ -361,6 +364,7 @@ class IscsiServer:
             statsn=result.next_statsn,
             framer=framer,
             data_out_length=lambda cdb, lun: self.target.data_out_length(cdb, lun),
+            fast_reader=None if nexus is None else partial(self.target.read_now_into, nexus),
             send_targets=lambda which: self.send_targets(result.initiator_name, which),
             discovery=result.discovery,
             limits=self.settings.session_limits,
@@ -451,6 +455,7 @@ class IscsiServer:
             out = conn.take_output()
             if out:
                 await io.send(out)
+                conn.output_sent()
         finally:
             lock.release()
 
@@ -465,6 +470,8 @@ class IscsiServer:
         conn = s.conn
         framer = conn.framer
         while True:
+            if s.nexus is not None:
+                await self._fast_reads(io, s)
             try:
                 rx = await io.receive(framer, conn.data_destination)
             except PduError as e:
@@ -480,6 +487,27 @@ class IscsiServer:
             for ev in conn.take_events():
                 await self._event(io, s, ev, nursery)
             await self._push(io, s)
+
+    async def _fast_reads(self, io: _SocketIO, s: Session) -> None:
+        """Serve the READs at the head of the receive buffer through the fast path
+        (:meth:`Connection.fast_read`) until a PDU needs the full one; their replies leave
+        with the rest of the receive batch."""
+        conn = s.conn
+        need = pdu.BHS_LENGTH + (4 if conn.framer.header_digest else 0)
+        while True:
+            bhs = io.peek(need)
+            if bhs is None:
+                await io.fill()
+                continue
+            got = conn.fast_read(bhs)
+            if got == FAST_FULL:
+                await self._flush(io, conn)
+                got = conn.fast_read(io.peek(need) or bhs)
+            if got != FAST_DONE:
+                return
+            io.skip(need)
+            if len(conn.out) > self.MAX_QUEUED:
+                await self._flush(io, conn)
 
     async def _event(self, io: _SocketIO, s: Session, ev: object, nursery: trio.Nursery) -> None:
         if isinstance(ev, Execute):
@@ -667,6 +695,21 @@ class _SocketIO:
             self._buf[:n] = self._buf[self._start : self._end]
             self._start, self._end = 0, n
         self._end += await self._recv_into(self._view[self._end :])
+
+    def peek(self, n: int) -> memoryview | None:
+        """The next ``n`` buffered bytes, left in the buffer; None if fewer are here."""
+        start = self._start
+        if self._end - start < n:
+            return None
+        return self._view[start : start + n]
+
+    def skip(self, n: int) -> None:
+        """Drop ``n`` buffered bytes (a PDU consumed through :meth:`peek`)."""
+        self._start += n
+
+    async def fill(self) -> None:
+        """Receive more bytes into the buffer (waiting for them if need be)."""
+        await self._fill()
 
     async def read_into(self, out: memoryview) -> None:
         """Fill ``out``: first from what is buffered, then straight from the socket."""

@@ -268,3 +268,50 @@ async def test_sbc3_5_8_execute_now_answers_cached_reads_like_execute(target: Ta
     # Not a read: the transport must await execute().
     assert target.execute_now(nexus, 0, bytes(6), expected_in=0) is None
     assert target.statistics()["commands"] == 5  # the ones answered, counted once each
+
+
+async def test_sbc3_5_8_read_now_into_only_serves_what_execute_answers_with_good(
+    target: Target,
+) -> None:
+    """Target.read_now_into, the transport's READ fast path: it fills the buffer and
+    counts the command only where execute() would answer GOOD with the same data; a
+    pending unit attention, a reservation, an inactive port group, protection bits, a
+    range or length mismatch are False with nothing changed (the UA stays pending)."""
+    nexus = INI_A
+    read10 = bytes.fromhex("28 00 00000010 00 0002 00")
+    buf = bytearray(1024)
+    assert not target.read_now_into(nexus, 0, read10, memoryview(buf))
+    assert target.statistics()["commands"] == 0  # no nexus yet: 29/00 is the full path's
+    await ready(target)
+    pattern = os.urandom(1024)
+    assert (await run(target, bytes.fromhex("2a 00 00000010 00 0002 00"), pattern)).status == 0
+    before = target.statistics()["commands"]
+    assert isinstance(before, int)
+    assert target.read_now_into(nexus, 0, read10, memoryview(buf)) and buf == pattern
+    read16 = bytes.fromhex("88 00 0000000000000010 00000002 00 00")
+    assert target.read_now_into(nexus, 0, read16, memoryview(buf)) and buf == pattern
+    assert target.statistics()["commands"] == before + 2
+    assert target.luns[0].stats["read_bytes"] >= 2048
+    refused = [
+        (0, bytes.fromhex("28 20 00000010 00 0002 00"), 1024),  # RDPROTECT
+        (0, bytes.fromhex("28 00 00000010 00 0002 04"), 1024),  # NACA
+        (0, bytes.fromhex("28 00 000007ff 00 0002 00"), 1024),  # beyond the last LBA
+        (0, read10, 512),  # EDTL shorter than the transfer: residuals are the full path's
+        (0, bytes.fromhex("28 00 00000010 00 0000 00"), 0),  # no transfer
+        (0, bytes.fromhex("08 00 00 10 02 00"), 1024),  # READ(6): not served here
+        (7, read10, 1024),  # no LU
+    ]
+    for lun, cdb, n in refused:
+        assert not target.read_now_into(nexus, lun, cdb, memoryview(bytearray(n))), cdb.hex()
+    # An SPC-2 reservation, even our own, sends reads down the full path.
+    assert (await run(target, bytes.fromhex("16 00 00 00 00 00"))).status == 0
+    assert not target.read_now_into(nexus, 0, read10, memoryview(buf))
+    assert (await run(target, bytes.fromhex("17 00 00 00 00 00"))).status == 0
+    # A port group going standby, and the unit attention it leaves behind.
+    target.set_alua_state(1, "standby")
+    assert not target.read_now_into(nexus, 0, read10, memoryview(buf))
+    target.set_alua_state(1, "active/optimized")
+    assert not target.read_now_into(nexus, 0, read10, memoryview(buf))
+    assert sense(await run(target, read10)) == (6, 0x2A, 0x06)
+    assert target.read_now_into(nexus, 0, read10, memoryview(buf))
+    assert target.statistics()["commands"] == before + 2 + 4

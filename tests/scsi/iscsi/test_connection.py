@@ -8,6 +8,10 @@ from dataclasses import replace
 
 from scsi.iscsi import pdu
 from scsi.iscsi.connection import (
+    FAST_DONE,
+    FAST_FULL,
+    FAST_SLOW,
+    OUTPUT_ARENA,
     Close,
     Connection,
     Execute,
@@ -244,3 +248,93 @@ def test_memory_per_session_is_bounded_with_task_set_full() -> None:
     assert len(ev) == 1
     (r,) = sent(c)
     assert isinstance(r, pdu.ScsiResponse) and r.status == 0x28
+
+
+# -- the READ fast path ------------------------------------------------------------------
+
+
+def _fill_pattern(lun: int, cdb: memoryview, dest: memoryview) -> bool:
+    dest[:] = bytes(range(256)) * (len(dest) // 256)
+    return True
+
+
+def _refuse(lun: int, cdb: memoryview, dest: memoryview) -> bool:
+    return False
+
+
+def _fast(**kw: object) -> Connection:
+    c = make(**kw)
+    c.fast_reader = _fill_pattern
+    return c
+
+
+def _bhs(rec: pdu.ScsiCommand, framer: Framer) -> memoryview:
+    return memoryview(b"".join(bytes(b) for b in framer.frame(rec.encode())))
+
+
+def _wire(conn: Connection) -> bytes:
+    return b"".join(bytes(b) for iov in conn.take_output() for b in iov)
+
+
+def test_rfc7143_11_7_fast_read_sends_the_bytes_of_the_full_path() -> None:
+    """A READ served by Connection.fast_read goes out as the very bytes receive() and
+    complete() produce: one Data-In with F and S set, GOOD, the next StatSN, the window
+    moved on; with digests as without."""
+    for digests in (False, True):
+        kw = {"header_digest": digests, "data_digest": digests}
+        slow, fast = make(**kw), _fast(**kw)
+        for c in (slow, fast):
+            c.framer = Framer(max_recv_data=8192, header_digest=digests, data_digest=digests)
+        command = cmd(7, 100, READ10_8[:7] + b"\x00\x02" + READ10_8[9:], 1024)
+        slow.receive(rx(command))
+        (ev,) = slow.take_events()
+        assert isinstance(ev, Execute)
+        slow.complete(ev.task, ScsiResult(0, bytes(range(256)) * 4))
+        assert fast.fast_read(_bhs(command, fast.framer)) == FAST_DONE
+        assert fast.take_events() == [] and not fast.tasks
+        assert _wire(fast) == _wire(slow)
+        assert (fast.exp_cmdsn, fast.max_cmdsn, fast.statsn) == (101, 104, 51)
+        assert (slow.exp_cmdsn, slow.max_cmdsn, slow.statsn) == (101, 104, 51)
+        assert fast.stats.commands == 1 and fast.stats.bytes_in == 1024
+
+
+def test_rfc7143_4_2_2_1_fast_read_leaves_other_commands_to_the_full_path() -> None:
+    """Out-of-order, immediate, write, oversized (beyond MaxRecvDataSegmentLength) and
+    unserved reads are FAST_SLOW, having changed nothing."""
+    c = _fast()
+    cases = [
+        cmd(1, 101, READ10_8, 4096),  # CmdSN ahead of ExpCmdSN
+        cmd(1, 100, READ10_8, 4096, immediate=True),
+        cmd(1, 100, WRITE10_8, 4096, final=True),
+        cmd(1, 100, READ10_8, 4096),  # more than MaxRecvDataSegmentLength 1024
+        cmd(1, 100, READ10_8, 0),
+    ]
+    for command in cases:
+        assert c.fast_read(_bhs(command, c.framer)) == FAST_SLOW
+    c.fast_reader = _refuse
+    assert c.fast_read(_bhs(cmd(1, 100, READ10_8, 1024), c.framer)) == FAST_SLOW
+    assert (c.exp_cmdsn, c.statsn, c.stats.commands, c.take_output()) == (100, 50, 0, [])
+    # A bad header digest is left to the full path, which rejects it.
+    c = _fast(header_digest=True)
+    c.framer = Framer(header_digest=True)
+    bhs = bytearray(_bhs(cmd(1, 100, READ10_8, 1024), c.framer))
+    bhs[48] ^= 1
+    assert c.fast_read(memoryview(bhs)) == FAST_SLOW
+
+
+def test_fast_read_output_arena_is_bounded_and_reused_once_sent() -> None:
+    """The Data-In PDUs of the fast path live in one bounded arena: when it is full the
+    driver must send (FAST_FULL); output_sent() makes it reusable."""
+    c = _fast(max_send_data=65536)
+    c.limits = Limits(queue_depth=64)
+    c.max_cmdsn = 100 + 63
+    read64k = bytes.fromhex("28 00 00000000 00 0080 00") + bytes(6)
+    results = [c.fast_read(_bhs(cmd(i, 100 + i, read64k, 65536), c.framer)) for i in range(4)]
+    assert results == [FAST_DONE] * 3 + [FAST_FULL]
+    assert len(c.arena or b"") == OUTPUT_ARENA
+    c.output_sent()
+    assert c.arena_used != 0  # PDUs still queued: the arena is still in use
+    assert len(c.take_output()) == 3
+    c.output_sent()
+    assert c.arena_used == 0
+    assert c.fast_read(_bhs(cmd(3, 103, read64k, 65536), c.framer)) == FAST_DONE
