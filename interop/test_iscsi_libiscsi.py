@@ -3,10 +3,11 @@ iscsi-inq), QEMU's iSCSI driver (qemu-io) and Wireshark's dissector (tshark).
 
 The daemon runs as ``vmstor serve`` on two loopback portals with free ports, a thin and a
 thick LUN, and a virtual fabric set up with the CLI: vm1 sees the thin LUN, vm2 the thick
-one. libiscsi's conformance suite runs family by family (one process per family) with vm1's
-set A WWPN as initiator and set B as the second initiator (both zoned and masked alike);
-MultipathIO gets the second portal as a second path. Every test named in
-``iscsi_passing.txt`` must pass. A missing peer fails these tests.
+one, vm3 a read-only (write protected) LUN. libiscsi's conformance suite runs family by
+family (one process per family) with the VM's set A WWPN as initiator and set B as the second
+initiator (both zoned and masked alike); MultipathIO gets the second portal as a second path.
+The families that need a write-protected medium run against the read-only LUN as well. Every
+test named in ``iscsi_passing.txt`` must pass. A missing peer fails these tests.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ HERE = Path(__file__).parent
 PASSING = HERE / "iscsi_passing.txt"
 IQN = "iqn.2026-11.org.vmstor:interop"
 FAMILY_TIMEOUT = 240
+# Families whose tests need a write-protected medium (they skip on a writable one).
+READ_ONLY_FAMILIES = ("SCSI.ReadOnly",)
 
 
 def free_port() -> int:
@@ -86,11 +89,14 @@ def san(tmp_path_factory: pytest.TempPathFactory) -> Iterator[San]:
     )
     vmstor(s.config, "lun", "create", "thin", "--size", "256M", "--thin")
     vmstor(s.config, "lun", "create", "thick", "--size", "128M", "--thick")
+    vmstor(s.config, "lun", "create", "ro", "--size", "64M", "--thin", "--read-only")
     vmstor(s.config, "vsan", "create", "fabA")
     vmstor(s.config, "vhba", "add", "vm1", "--vsan", "fabA")
     vmstor(s.config, "vhba", "add", "vm2", "--vsan", "fabA")
+    vmstor(s.config, "vhba", "add", "vm3", "--vsan", "fabA")
     vmstor(s.config, "lun", "map", "thin", "--vm", "vm1")
     vmstor(s.config, "lun", "map", "thick", "--vm", "vm2")
+    vmstor(s.config, "lun", "map", "ro", "--vm", "vm3")
     log = root / "serve.log"
     with open(log, "wb") as out:
         s.proc = subprocess.Popen(
@@ -292,10 +298,17 @@ def parse_cunit(text: str, family: str) -> dict[str, str]:
 def test_iscsi_test_cu_keeps_passing(san: San, tmp_path: Path) -> None:
     vm1, vm1_b = initiators(san, "vm1")
     vm2, vm2_b = initiators(san, "vm2")
+    vm3, vm3_b = initiators(san, "vm3")
     results: dict[str, str] = {}
     logs = []
-    for lun, (ini, ini2) in ((0, (vm1, vm1_b)), (1, (vm2, vm2_b))):
-        for fam in _families():
+    fams = _families()
+    runs = (
+        (0, "thin", (vm1, vm1_b), fams),
+        (1, "thick", (vm2, vm2_b), fams),
+        (2, "ro", (vm3, vm3_b), [f for f in fams if f in READ_ONLY_FAMILIES]),
+    )
+    for lun, label, (ini, ini2), families in runs:
+        for fam in families:
             try:
                 # MultipathIO gets the second portal as a second path to the same LU.
                 paths = [san.url(lun)]
@@ -318,7 +331,7 @@ def test_iscsi_test_cu_keeps_passing(san: San, tmp_path: Path) -> None:
                 text = str(e.stdout or "")
             logs.append(text)
             for name, status in parse_cunit(text, fam).items():
-                key = f"{name}@{'thin' if lun == 0 else 'thick'}"
+                key = f"{name}@{label}"
                 results[key] = status
     (tmp_path / "results.txt").write_text(
         "\n".join(f"{v} {k}" for k, v in sorted(results.items())) + "\n"

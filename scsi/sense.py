@@ -60,6 +60,9 @@ class Asc:
     LU_NOT_READY_TARGET_PORT_UNAVAILABLE = (0x04, 0x0C)
     LU_NOT_READY_OFFLINE = (0x04, 0x12)
     WRITE_ERROR = (0x0C, 0x00)
+    THIRD_PARTY_DEVICE_FAILURE = (0x0D, 0x01)
+    COPY_TARGET_DEVICE_NOT_REACHABLE = (0x0D, 0x02)
+    OPERATION_IN_PROGRESS = (0x00, 0x16)
     UNRECOVERED_READ_ERROR = (0x11, 0x00)
     MISCOMPARE_DURING_VERIFY = (0x1D, 0x00)
     PARAMETER_LIST_LENGTH_ERROR = (0x1A, 0x00)
@@ -71,7 +74,12 @@ class Asc:
     PARAMETER_NOT_SUPPORTED = (0x26, 0x01)
     PARAMETER_VALUE_INVALID = (0x26, 0x02)
     INVALID_RELEASE_OF_PERSISTENT_RESERVATION = (0x26, 0x04)
+    TOO_MANY_TARGET_DESCRIPTORS = (0x26, 0x06)
+    UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE = (0x26, 0x07)
     TOO_MANY_SEGMENT_DESCRIPTORS = (0x26, 0x08)
+    UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE = (0x26, 0x09)
+    UNEXPECTED_INEXACT_SEGMENT = (0x26, 0x0A)
+    INLINE_DATA_LENGTH_EXCEEDED = (0x26, 0x0B)
     WRITE_PROTECTED = (0x27, 0x00)
     POWER_ON_RESET = (0x29, 0x00)
     POWER_ON_OCCURRED = (0x29, 0x01)
@@ -102,7 +110,9 @@ class SenseError(Exception):
     ``field_pointer``/``bit`` fill the sense-key specific field (SPC-4 4.5.2.4.2):
     the byte (and bit) of the CDB (``in_cdb=True``) or of the parameter list
     that is in error.  ``information`` fills the INFORMATION field (VALID=1), for
-    example the offset of the first miscompared byte (SBC-3 5.2).
+    example the offset of the first miscompared byte (SBC-3 5.2).  For COPY ABORTED
+    (SPC-4 6.4.3) ``command_specific`` is the number of the segment descriptor being
+    processed and ``field_pointer`` a byte of that segment descriptor (SD=1).
     """
 
     key: int
@@ -119,8 +129,10 @@ class SenseError(Exception):
         bit: int | None = None,
         in_cdb: bool = True,
         information: int | None = None,
+        command_specific: int | None = None,
     ) -> None:
         super().__init__(f"sense {key:#x}/{asc:#04x}/{ascq:#04x}")
+        self.command_specific = command_specific
         self.key = key
         self.asc = asc
         self.ascq = ascq
@@ -180,6 +192,7 @@ class SenseError(Exception):
             field_pointer=self.field_pointer,
             bit=self.bit,
             in_cdb=self.in_cdb,
+            command_specific=self.command_specific,
         )
 
 
@@ -192,6 +205,7 @@ def build_fixed_sense(
     field_pointer: int | None = None,
     bit: int | None = None,
     in_cdb: bool = True,
+    command_specific: int | None = None,
 ) -> bytes:
     """SPC-4 4.5.3 table 48: 18 bytes, response code 70h (current), ADDITIONAL
     SENSE LENGTH 10."""
@@ -208,11 +222,17 @@ def build_fixed_sense(
         if bit is not None:
             b0 |= 0x08 | (bit & 7)  # BPV | BIT POINTER
         sks = bytes((b0,)) + (field_pointer & 0xFFFF).to_bytes(2, "big")
+    elif field_pointer is not None and key == SenseKey.COPY_ABORTED:
+        # Segment pointer (SPC-4 4.5.2.4.6): SKSV | SD, a byte of the segment descriptor.
+        b0 = 0x80 | 0x20 | (0x08 | (bit & 7) if bit is not None else 0)
+        sks = bytes((b0,)) + (field_pointer & 0xFFFF).to_bytes(2, "big")
     out = bytearray(FIXED_SENSE_LEN)
     out[0] = code
     out[2] = key & 0x0F
     out[3:7] = info
     out[7] = FIXED_SENSE_LEN - 8
+    if command_specific is not None:
+        out[8:12] = (command_specific & 0xFFFFFFFF).to_bytes(4, "big")
     out[12] = asc
     out[13] = ascq
     out[15:18] = sks

@@ -25,6 +25,7 @@ from .nexus import Nexus, ScsiResult
 from .pr import ReservationConflictError
 from .sense import Asc, SenseError, SenseKey, Status, build_fixed_sense
 from .vpd import LIMITS, VpdBuilder
+from .xcopy import CopyManager
 
 __all__ = ["Masking", "Target"]
 
@@ -94,6 +95,8 @@ class Target:
         self.command_table = commands.CommandTable()
         self.extra_vpd: dict[int, VpdBuilder] = {}
         self.third_party_copy = False
+        # EXTENDED COPY (LID1), RECEIVE COPY RESULTS and VPD page 8Fh (scsi.xcopy).
+        self.copy_manager = CopyManager(self)
         self._stats: dict[str, int] = {
             "commands": 0,
             "check_conditions": 0,
@@ -323,6 +326,7 @@ class Target:
         transport's to cancel."""
         self._stats["nexus_losses"] += 1
         self._nexuses.pop(nexus.key, None)
+        self.copy_manager.nexus_lost(nexus.key)
         for lu in self.luns.values():
             if lu.reserved_by == nexus.key:
                 lu.reserved_by = None

@@ -4,7 +4,7 @@ pages (SPC-4 7.8, SBC-3 6.5).  Pure builders, no I/O."""
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,7 +14,13 @@ from .sense import SenseError
 if TYPE_CHECKING:
     from .lun import LogicalUnit
 
-__all__ = ["SUPPORTED_VPD", "BlockLimits", "standard_inquiry", "vpd_page"]
+__all__ = [
+    "SUPPORTED_VPD",
+    "BlockLimits",
+    "standard_inquiry",
+    "third_party_copy_page",
+    "vpd_page",
+]
 
 SUPPORTED_VPD = (0x00, 0x80, 0x83, 0x86, 0xB0, 0xB1, 0xB2)
 
@@ -74,6 +80,11 @@ def _name_string(text: str) -> bytes:
     return raw[:256]
 
 
+def t10_vendor_id(lu: LogicalUnit) -> bytes:
+    """The T10 vendor ID designator of the unit (SPC-4 7.8.6.6.4): vendor and serial."""
+    return _ascii(lu.identity.vendor, 8) + lu.identity.serial.encode()
+
+
 def device_identification(lu: LogicalUnit, nexus: Nexus, target_name: str) -> bytes:
     """VPD 83h (SPC-4 7.8.6): NAA 6, T10 vendor id, relative target port,
     target port group and SCSI name string designators."""
@@ -82,7 +93,7 @@ def device_identification(lu: LogicalUnit, nexus: Nexus, target_name: str) -> by
     body = b"".join(
         (
             _designator(1, 0, False, 0, 3, ident.naa_bytes()),
-            _designator(2, 0, False, 0, 1, _ascii(ident.vendor, 8) + ident.serial.encode()),
+            _designator(2, 0, False, 0, 1, t10_vendor_id(lu)),
             _designator(1, iscsi, True, 1, 4, struct.pack(">HH", 0, nexus.target_port)),
             _designator(1, iscsi, True, 1, 5, struct.pack(">HH", 0, nexus.tpg)),
             _designator(
@@ -97,6 +108,19 @@ def device_identification(lu: LogicalUnit, nexus: Nexus, target_name: str) -> by
         )
     )
     return body
+
+
+def third_party_copy_descriptor(dtype: int, params: bytes) -> bytes:
+    """One third-party copy descriptor of VPD page 8Fh (SPC-4 7.8.17.1): DESCRIPTOR
+    TYPE, DESCRIPTOR LENGTH, then ``params`` padded to a multiple of 4 bytes."""
+    params += bytes(-len(params) % 4)
+    return struct.pack(">HH", dtype, len(params)) + params
+
+
+def third_party_copy_page(descriptors: Iterable[tuple[int, bytes]]) -> bytes:
+    """The body of VPD page 8Fh (SPC-4 7.8.17): the descriptors ``(type, params)`` in
+    ascending type order."""
+    return b"".join(third_party_copy_descriptor(t, p) for t, p in sorted(descriptors))
 
 
 # extra VPD pages: page code -> builder(lu, nexus) of the page's body (after

@@ -139,6 +139,7 @@ class LunDef:
     block_size: int = 512
     thin: bool = True
     scsi: dict[str, Any] = field(default_factory=dict)  # LogicalUnit.to_dict()
+    read_only: bool = False  # write protected: MODE SENSE WP=1, writes get 7/27/00
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -147,6 +148,7 @@ class LunDef:
             "size": self.size,
             "block_size": self.block_size,
             "thin": self.thin,
+            "read_only": self.read_only,
             "scsi": self.scsi,
         }
 
@@ -160,6 +162,7 @@ class LunDef:
             int(d.get("block_size", 512)),
             bool(d.get("thin", True)),
             dict(d.get("scsi", {})),
+            bool(d.get("read_only", False)),
         )
 
 
@@ -332,6 +335,7 @@ class SanService:
             lu = LogicalUnit.from_dict({**d.scsi, "name": d.name}, backend)
         else:
             lu = LogicalUnit(d.name, backend)
+        lu.read_only = d.read_only
         return lu
 
     def _open_luns(self) -> None:

@@ -95,10 +95,12 @@ def cmd_lun_create(args: argparse.Namespace) -> int:
     path = settings.lun_dir / f"{args.name}.img"
     thin = not args.thick
     FileBackend.create(path, size, block_size=args.block_size, thin=thin).close()
-    state.luns[args.name] = LunDef(args.name, lun_id, str(path), size, args.block_size, thin)
+    state.luns[args.name] = LunDef(
+        args.name, lun_id, str(path), size, args.block_size, thin, read_only=args.read_only
+    )
     state.save_luns()
     _notify(state)
-    kind = "thin" if thin else "thick"
+    kind = ("thin" if thin else "thick") + (", read-only" if args.read_only else "")
     print(f"LUN {args.name} created: number {lun_id}, {human_bytes(size)} {kind}, {path}")
     return 0
 
@@ -119,7 +121,7 @@ def cmd_lun_list(args: argparse.Namespace) -> int:
                 d.name,
                 human_bytes(d.size),
                 d.block_size,
-                "thin" if d.thin else "thick",
+                ("thin" if d.thin else "thick") + (" ro" if d.read_only else ""),
                 ",".join(vms) or "-",
                 d.path,
             ]
@@ -472,6 +474,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     g.add_argument("--thick", action="store_true", help="preallocated file")
     p.add_argument("--block-size", type=int, choices=(512, 4096), default=512)
     p.add_argument("--id", type=int, help="LUN number (default: the lowest free one)")
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        help="write protected: MODE SENSE reports WP, writes get DATA PROTECT",
+    )
     p.set_defaults(func=cmd_lun_create)
     p = lun.add_parser("list", parents=[common], help="list LUNs")
     p.add_argument("--json", action="store_true")

@@ -27,7 +27,7 @@ async def test_spc4_6_4_2_standard_inquiry(target: Target) -> None:
     assert d[2] == 0x06  # SPC-4
     assert d[3] == 0x12  # HISUP, response data format 2
     assert d[4] == 91  # additional length
-    assert d[5] == 0x30  # TPGS: implicit and explicit
+    assert d[5] == 0x38  # TPGS: implicit and explicit; 3PC (the copy manager)
     assert d[6] == 0x10  # MULTIP
     assert d[7] == 0x02  # CMDQUE
     assert d[8:16] == b"VMSTOR  "
@@ -48,7 +48,7 @@ async def test_spc4_6_4_1_page_code_without_evpd_is_invalid(target: Target) -> N
 
 async def test_spc4_7_8_5_supported_vpd_pages(target: Target) -> None:
     d = data(await run(target, bytes.fromhex("12 01 00 00ff 00")))
-    assert d == bytes.fromhex("00 00 0007 00 80 83 86 b0 b1 b2")
+    assert d == bytes.fromhex("00 00 0008 00 80 83 86 8f b0 b1 b2")
 
 
 async def test_spc4_7_8_6_device_identification(target: Target) -> None:
