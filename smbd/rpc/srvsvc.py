@@ -1,11 +1,12 @@
 """srvsvc ([MS-SRVS]), interface 4b324fc8-1670-01d3-1278-5a47bf6ee188 v3.0: the share and
 server information clients ask for when they browse a server.
 
-NetrShareEnum (opnum 15) levels 0, 1, 2 and 501; NetrShareGetInfo (16) levels 0, 1, 2, 501
-and 1005; NetrServerGetInfo (21) levels 100, 101 and 102. Other opnums are answered with
-the fault nca_s_op_rng_error by the association. Shares are listed as the server's share
-configuration has them (every configured share is visible, as in Samba's default
-``browseable = yes``), then IPC$.
+NetrShareEnum (opnum 15) and NetrShareEnumSticky (36) levels 0, 1, 2, 501 and 502;
+NetrShareGetInfo (16) levels 0, 1, 2, 501, 502 and 1005; NetrServerGetInfo (21) levels 100,
+101 and 102. Level 502 carries no security descriptor (access is the tree connect's).
+Other opnums are answered with the fault nca_s_op_rng_error by the association. Shares are
+listed as the server's share configuration has them (every configured share is visible, as
+in Samba's default ``browseable = yes``), then IPC$.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ ERROR_SUCCESS: Final = 0
 ERROR_INVALID_LEVEL: Final = 124
 NERR_NET_NAME_NOT_FOUND: Final = 2310
 
-SHARE_ENUM_LEVELS: Final = frozenset((0, 1, 2, 501))
-SHARE_INFO_LEVELS: Final = frozenset((0, 1, 2, 501, 1005))
+SHARE_ENUM_LEVELS: Final = frozenset((0, 1, 2, 501, 502))
+SHARE_INFO_LEVELS: Final = frozenset((0, 1, 2, 501, 502, 1005))
 SERVER_INFO_LEVELS: Final = frozenset((100, 101, 102))
 
 
@@ -73,12 +74,15 @@ def _share_info(w: NdrWriter, level: int, s: ShareEntry) -> None:
     if level == 501:
         w.u32(s.flags)
         return
-    # level 2
-    w.u32(0)  # shi2_permissions (ignored by servers of user-level security)
-    w.u32(0xFFFFFFFF)  # shi2_max_uses: unlimited
-    w.u32(0)  # shi2_current_uses
+    # levels 2 and 502
+    w.u32(0)  # permissions (ignored by servers of user-level security)
+    w.u32(0xFFFFFFFF)  # max_uses: unlimited
+    w.u32(0)  # current_uses
     w.unique_string(s.path)
-    w.unique_string(None)  # shi2_passwd
+    w.unique_string(None)  # passwd
+    if level == 502:
+        w.u32(0)  # shi502_reserved: the security descriptor's size
+        w.u32(0)  # shi502_security_descriptor: none (the share grants what the tree does)
 
 
 def _share_array(w: NdrWriter, level: int, shares: tuple[ShareEntry, ...]) -> None:
@@ -97,8 +101,10 @@ def _server_name(r: NdrReader) -> str | None:
     return r.unique_string()
 
 
-def net_share_enum(r: NdrReader, env: ServerEnv) -> bytes:
-    """NetrShareEnum (opnum 15, [MS-SRVS] 3.1.4.8)."""
+def net_share_enum(r: NdrReader, env: ServerEnv, *, sticky: bool = False) -> bytes:
+    """NetrShareEnum (opnum 15, [MS-SRVS] 3.1.4.8); with ``sticky``, NetrShareEnumSticky
+    (opnum 36, 3.1.4.9): the same call, listing the shares kept in the configuration
+    (every disk share; not IPC$, which the server makes itself)."""
     _server_name(r)
     level = r.u32()  # SHARE_ENUM_STRUCT.Level
     tag = r.u32()  # the union's discriminant
@@ -113,7 +119,9 @@ def net_share_enum(r: NdrReader, env: ServerEnv) -> bytes:
     r.end()
 
     w = NdrWriter()
-    shares = env.shares if level in SHARE_ENUM_LEVELS else None
+    shares = None
+    if level in SHARE_ENUM_LEVELS:
+        shares = tuple(s for s in env.shares if not (sticky and s.type & STYPE_SPECIAL))
     with w.top():  # [in, out] LPSHARE_ENUM_STRUCT InfoStruct
         w.u32(level)
         w.u32(level)
@@ -185,10 +193,15 @@ def net_server_get_info(r: NdrReader, env: ServerEnv) -> bytes:
     return w.getvalue()
 
 
+def net_share_enum_sticky(r: NdrReader, env: ServerEnv) -> bytes:
+    return net_share_enum(r, env, sticky=True)
+
+
 OPERATIONS: Final[dict[int, Callable[[NdrReader, ServerEnv], bytes]]] = {
     15: net_share_enum,
     16: net_share_get_info,
     21: net_server_get_info,
+    36: net_share_enum_sticky,
 }
 
 INTERFACE: Final = Interface("srvsvc", SYNTAX, OPERATIONS)

@@ -41,7 +41,7 @@ def share_enum(level: int) -> Any:
     return call(srvsvc.net_share_enum, req, srvs.NetrShareEnumResponse)
 
 
-@pytest.mark.parametrize("level", [0, 1, 2, 501])
+@pytest.mark.parametrize("level", [0, 1, 2, 501, 502])
 def test_3_1_4_8_net_share_enum(level: int) -> None:
     r = share_enum(level)
     assert r["ErrorCode"] == 0
@@ -52,6 +52,9 @@ def test_3_1_4_8_net_share_enum(level: int) -> None:
     if level >= 1:
         assert [e[p + "type"] for e in entries] == [0, 0, 0x80000003]
         assert [e[p + "remark"] for e in entries] == ["VM disks\x00", "\x00", "Remote IPC\x00"]
+    if level == 502:
+        assert entries[0]["shi502_path"] == "C:\\srv\\vms\x00"
+        assert not entries[0]["shi502_security_descriptor"]
     if level == 2:
         assert [e["shi2_path"] for e in entries] == [
             "C:\\srv\\vms\x00",
@@ -67,15 +70,15 @@ def test_3_1_4_8_net_share_enum(level: int) -> None:
 def test_3_1_4_8_net_share_enum_unknown_level() -> None:
     req = srvs.NetrShareEnum()
     req["ServerName"] = NULL
-    req["InfoStruct"]["Level"] = 502
-    req["InfoStruct"]["ShareInfo"]["tag"] = 502
-    req["InfoStruct"]["ShareInfo"]["Level502"]["Buffer"] = NULL
+    req["InfoStruct"]["Level"] = 503
+    req["InfoStruct"]["ShareInfo"]["tag"] = 503
+    req["InfoStruct"]["ShareInfo"]["Level503"]["Buffer"] = NULL
     req["PreferedMaximumLength"] = 0xFFFFFFFF
     req["ResumeHandle"] = NULL
     out = srvsvc.net_share_enum(NdrReader(req.getData()), ENV)
     assert out == bytes.fromhex(
-        "f6010000"  # Level 502
-        "f6010000"  # union arm 502
+        "f7010000"  # Level 503
+        "f7010000"  # union arm 503
         "00000000"  # no container
         "00000000"  # TotalEntries
         "00000000"  # ResumeHandle NULL (the client sent none)
@@ -126,7 +129,7 @@ def test_3_1_4_10_net_share_get_info_level_1005_bytes() -> None:
     )
 
 
-@pytest.mark.parametrize("level", [0, 1, 2, 501, 1005])
+@pytest.mark.parametrize("level", [0, 1, 2, 501, 502, 1005])
 def test_3_1_4_10_net_share_get_info_levels(level: int) -> None:
     r = srvs.NetrShareGetInfoResponse(share_get_info("IPC$", level))
     assert r["ErrorCode"] == 0
@@ -192,8 +195,23 @@ def test_ms_wkst_3_2_4_1_net_wksta_get_info_100() -> None:
     )
 
 
+def test_3_1_4_9_net_share_enum_sticky_leaves_out_special_shares() -> None:
+    req = srvs.NetrShareEnum()  # NetrShareEnumSticky takes the same parameters
+    req["ServerName"] = NULL
+    req["InfoStruct"]["Level"] = 1
+    req["InfoStruct"]["ShareInfo"]["tag"] = 1
+    req["InfoStruct"]["ShareInfo"]["Level1"]["Buffer"] = NULL
+    req["PreferedMaximumLength"] = 0xFFFFFFFF
+    req["ResumeHandle"] = 0
+    out = srvsvc.OPERATIONS[36](NdrReader(req.getData()), ENV)
+    r = srvs.NetrShareEnumResponse(out)
+    names = [e["shi1_netname"] for e in r["InfoStruct"]["ShareInfo"]["Level1"]["Buffer"]]
+    assert names == ["vms\x00", "secure\x00"]
+    assert r["TotalEntries"] == 2
+
+
 def test_operation_tables() -> None:
-    assert set(srvsvc.INTERFACE.operations) == {15, 16, 21}
+    assert set(srvsvc.INTERFACE.operations) == {15, 16, 21, 36}
     assert set(wkssvc.INTERFACE.operations) == {0}
     assert str(srvsvc.SYNTAX) == "4b324fc8-1670-01d3-1278-5a47bf6ee188 v3.0"
     assert str(wkssvc.SYNTAX) == "6bffd098-a112-3610-9833-46c3f87e345a v1.0"
