@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(samba smbclient samba-testsuite libnss-wrapper tshark tgt libiscsi-bin qemu-utils qemu-block-extra iproute2)
+DEBS=(samba smbclient samba-common-bin samba-testsuite libnss-wrapper tshark tgt libiscsi-bin qemu-utils qemu-block-extra iproute2)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
