@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs: the project with its test extras, and
-# (when run as root on Debian) the interop peers: Samba's smbclient and smbtorture,
+# (when run as root on Debian) the interop peers: Samba's smbclient (with rpcclient) and smbtorture,
 # tshark, tgt, libiscsi's test tools and qemu-utils.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(samba smbclient samba-common-bin samba-testsuite libnss-wrapper tshark tgt libiscsi-bin qemu-utils qemu-block-extra iproute2)
+DEBS=(samba smbclient samba-testsuite libnss-wrapper tshark tgt libiscsi-bin qemu-utils qemu-block-extra iproute2)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
