@@ -157,7 +157,13 @@ class RpcAssociation:
     def receive(self, raw: memoryview) -> list[bytes]:
         """One whole PDU (``frag_length`` bytes) in, the PDUs that answer it out. A
         protocol error answers a fault and closes the association."""
-        call_id = 0
+        whole = len(raw) >= pdu.HEADER_SIZE
+        call_id = int.from_bytes(raw[12:16], "little") if whole else 0
+        if whole and raw[2] == PType.BIND and self.state is State.UNBOUND and raw[0] > 5:
+            # [C706] 12.6.4.5: a bind for a version this server does not speak
+            self.state = State.CLOSED
+            reason = pdu.RejectReason.PROTOCOL_VERSION_NOT_SUPPORTED
+            return [pdu.pack_bind_nak(call_id, reason)]
         try:
             h = pdu.parse_header(raw)
             call_id = h.call_id

@@ -128,6 +128,14 @@ def test_bind_nak_for_auth_and_tiny_fragments() -> None:
     assert p.disconnected
 
 
+def test_bind_of_a_later_version_gets_bind_nak() -> None:
+    p = make_pipe()
+    p.write(b"\x06" + vectors.SMBCLIENT_BIND[1:])
+    (nak,) = read_all(p)
+    assert nak == pdu.pack_bind_nak(1, pdu.RejectReason.PROTOCOL_VERSION_NOT_SUPPORTED)
+    assert p.disconnected
+
+
 def test_request_before_bind_is_a_protocol_error() -> None:
     p = make_pipe()
     p.write(vectors.SMBCLIENT_SHARE_ENUM)
