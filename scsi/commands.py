@@ -10,8 +10,12 @@ are checked before it runs), awaits the backend and returns a
 from __future__ import annotations
 
 import struct
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, NamedTuple
+
+import trio
 
 from . import alua, vpd
 from .backend import DEALLOCATED
@@ -43,11 +47,14 @@ VERIFY_OPS = {Op.VERIFY_10, Op.VERIFY_12, Op.VERIFY_16}
 WRITE_VERIFY_OPS = {Op.WRITE_AND_VERIFY_10, Op.WRITE_AND_VERIFY_12, Op.WRITE_AND_VERIFY_16}
 PLAIN_WRITE_OPS = {Op.WRITE_6, Op.WRITE_10, Op.WRITE_12, Op.WRITE_16}
 # Commands whose data-out length is counted in blocks.
+# SBC-4 5.48 WRITE ATOMIC(16): a WRITE(16) whose TRANSFER LENGTH is bytes 12-13 (bytes
+# 10-11 are reserved, so parse_rw's 32-bit length reads it when they are zero).
+WRITE_ATOMIC_16 = 0x9C
 WRITE_OPS = (
     PLAIN_WRITE_OPS
     | WRITE_VERIFY_OPS
     | VERIFY_OPS
-    | {Op.WRITE_SAME_10, Op.WRITE_SAME_16, Op.COMPARE_AND_WRITE, Op.ORWRITE_16}
+    | {Op.WRITE_SAME_10, Op.WRITE_SAME_16, Op.COMPARE_AND_WRITE, Op.ORWRITE_16, WRITE_ATOMIC_16}
 )
 
 
@@ -109,6 +116,78 @@ def good(data: Buffer = b"") -> ScsiResult:
 
 # Commands that move user data (subject to the non-optimized path delay).
 DATA_OPS = READ_OPS | WRITE_OPS | {Op.UNMAP}
+# The data commands a WRITE ATOMIC waits for and holds off (see IoGate).
+GATED_OPS = frozenset(DATA_OPS - {WRITE_ATOMIC_16})
+
+
+class IoGate:
+    """Makes WRITE ATOMIC(16) atomic against the other data commands of its unit (SBC-4
+    4.29.1: no command sees or mixes with part of it).
+
+    Other data commands count themselves in and out (:func:`run_ordinary`); an atomic
+    write closes the gate, waits until the count drops to zero, writes, and opens it.
+    Commands arriving meanwhile wait, and the synchronous read fast paths decline while
+    the unit is in :data:`EXCLUSIVE` (their callers then take the waiting path).
+    """
+
+    __slots__ = ("__weakref__", "_idle", "_lock", "_open", "exclusive", "inflight")
+
+    def __init__(self) -> None:
+        self.inflight = 0
+        self.exclusive = False
+        self._idle: trio.Event | None = None
+        self._open = trio.Event()
+        self._open.set()
+        self._lock = trio.Lock()
+
+    async def enter(self) -> None:
+        while self.exclusive:
+            await self._open.wait()
+        self.inflight += 1
+
+    def leave(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0 and self._idle is not None:
+            self._idle.set()
+
+    @asynccontextmanager
+    async def exclusively(self, lu: LogicalUnit) -> AsyncIterator[None]:
+        async with self._lock:
+            self.exclusive = True
+            self._open = trio.Event()
+            EXCLUSIVE.add(lu)
+            try:
+                while self.inflight:
+                    self._idle = trio.Event()
+                    await self._idle.wait()
+                self._idle = None
+                yield
+            finally:
+                EXCLUSIVE.discard(lu)
+                self.exclusive = False
+                self._open.set()
+
+
+_GATES: weakref.WeakKeyDictionary[LogicalUnit, IoGate] = weakref.WeakKeyDictionary()
+# Units with a WRITE ATOMIC in progress: synchronous fast paths must not serve them.
+EXCLUSIVE: set[LogicalUnit] = set()
+
+
+def io_gate(lu: LogicalUnit) -> IoGate:
+    gate = _GATES.get(lu)
+    if gate is None:
+        gate = _GATES[lu] = IoGate()
+    return gate
+
+
+async def run_ordinary(ctx: Context, handler: Handler) -> ScsiResult:
+    """Run a data command counted in its unit's :class:`IoGate`."""
+    gate = io_gate(ctx.lu)
+    await gate.enter()
+    try:
+        return await handler(ctx)
+    finally:
+        gate.leave()
 
 
 # -- reservations -------------------------------------------------------------------
@@ -127,6 +206,7 @@ _PR_WRITE = (
         Op.WRITE_SAME_16,
         Op.COMPARE_AND_WRITE,
         Op.ORWRITE_16,
+        WRITE_ATOMIC_16,
         Op.UNMAP,
         Op.SYNCHRONIZE_CACHE_10,
         Op.SYNCHRONIZE_CACHE_16,
@@ -480,6 +560,8 @@ async def read(ctx: Context) -> ScsiResult:
 
 def read_now(ctx: Context) -> ScsiResult | None:
     """:func:`read` when the backend has the data at hand; None when it would wait."""
+    if ctx.lu in EXCLUSIVE:
+        return None
     r = _read_cdb(ctx)
     if r.blocks == 0:
         return good()
@@ -663,6 +745,29 @@ async def compare_and_write(ctx: Context) -> ScsiResult:
     return good()
 
 
+async def write_atomic(ctx: Context) -> ScsiResult:
+    """WRITE ATOMIC(16) (SBC-4 5.48): all of the data or none of it, as seen by every other
+    command: the unit's :class:`IoGate` holds them off while it writes."""
+    cdb = ctx.cdb
+    lu = ctx.lu
+    if cdb[10] or cdb[11]:  # reserved
+        raise SenseError.invalid_cdb(10 if cdb[10] else 11)
+    r = _parse_rw_protect(cdb)
+    if r.blocks > vpd.max_atomic_blocks(lu.block_size):
+        raise SenseError.invalid_cdb(12)
+    data, blocks = _write_data(ctx, r)
+    if blocks == 0:
+        return good()
+    if blocks != r.blocks:  # a torn atomic write is no atomic write
+        raise SenseError.invalid_cdb(12)
+    fua = bool(r.flags & 0x08) or not lu.mode.write_cache
+    async with io_gate(lu).exclusively(lu):
+        await lu.backend.write(r.lba, [data], fua=fua)
+    lu.stats["write_ops"] += 1
+    lu.stats["write_bytes"] += len(data)
+    return good()
+
+
 async def orwrite(ctx: Context) -> ScsiResult:
     r = _parse_rw_protect(ctx.cdb)
     lu = ctx.lu
@@ -777,6 +882,12 @@ _reg(
 )
 _reg(Op.WRITE_16, None, write, _rw_usage(16, 0xF8))
 _reg(Op.ORWRITE_16, None, orwrite, _rw_usage(16, 0xF8))
+_reg(
+    WRITE_ATOMIC_16,
+    None,
+    write_atomic,
+    bytes((0, 0xF8)) + b"\xff" * 8 + b"\x00\x00\xff\xff\x3f\x07",
+)
 _reg(Op.WRITE_AND_VERIFY_16, None, write, _rw_usage(16, 0xF2))
 _reg(Op.VERIFY_16, None, verify, _rw_usage(16, 0xF6))
 _reg(Op.PRE_FETCH_16, None, pre_fetch, _rw_usage(16, 0x02))

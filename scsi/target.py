@@ -423,7 +423,10 @@ class Target:
                 if self._delayed(ctx):
                     # LIO's nonop_delay_msecs: the non-optimized path is measurably slower.
                     await trio.sleep(self.non_optimized_delay)
-                result = await handler(ctx)
+                if cdb[0] in commands.GATED_OPS:  # ordered against WRITE ATOMIC
+                    result = await commands.run_ordinary(ctx, handler)
+                else:
+                    result = await handler(ctx)
         except (SenseError, ReservationConflictError, OSError) as exc:
             result = self._failed(exc, nexus, lun, cdb)
         return self._account(st, result, data_out)
@@ -484,7 +487,7 @@ class Target:
                 return False
         if lun not in st.seen or st.ua.get(lun):
             return False
-        if lu.reserved_by is not None or lu.pr.type is not None:
+        if lu.reserved_by is not None or lu.pr.type is not None or lu in commands.EXCLUSIVE:
             return False
         state = self.alua_state(nexus.tpg, lu)
         if state != AluaState.ACTIVE_OPTIMIZED and (

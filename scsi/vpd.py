@@ -37,9 +37,17 @@ class BlockLimits:
     max_unmap_lba_count: int = 0xFFFFFFFF
     max_unmap_descriptors: int = 256
     max_write_same_blocks: int = 1 << 24
+    # WRITE ATOMIC(16) (SBC-4 4.29): other I/O to the unit waits while one runs, so
+    # this also bounds how long they wait.
+    max_atomic_transfer_bytes: int = 1 << 20
 
 
 LIMITS = BlockLimits()
+
+
+def max_atomic_blocks(block_size: int) -> int:
+    """MAXIMUM ATOMIC TRANSFER LENGTH in logical blocks of ``block_size`` bytes."""
+    return LIMITS.max_atomic_transfer_bytes // block_size
 
 
 def _ascii(text: str, n: int) -> bytes:
@@ -168,6 +176,9 @@ def vpd_page(
             struct.pack_into(">I", body, 20, lim.max_unmap_descriptors)
             struct.pack_into(">I", body, 24, 1)  # OPTIMAL UNMAP GRANULARITY
         struct.pack_into(">Q", body, 32, lim.max_write_same_blocks)
+        # SBC-4 6.6.4: MAXIMUM ATOMIC TRANSFER LENGTH; ATOMIC ALIGNMENT, ATOMIC TRANSFER
+        # LENGTH GRANULARITY 0 (none); no atomic boundaries (bytes 56-63 zero).
+        struct.pack_into(">III", body, 40, max_atomic_blocks(bs), 0, 0)
     elif page == 0xB1:
         body = bytearray(60)
         struct.pack_into(">H", body, 0, 1)  # MEDIUM ROTATION RATE: non-rotating

@@ -28,7 +28,7 @@ import trio
 
 from . import vpd
 from .cdb import Op, u16, u32
-from .commands import Context, Extension
+from .commands import Context, Extension, io_gate
 from .lun import LogicalUnit
 from .nexus import Nexus, ScsiResult
 from .sense import Asc, SenseError, SenseKey, Status
@@ -547,8 +547,22 @@ class CopyManager:
                 raise copy_aborted(Asc.COPY_TARGET_DEVICE_NOT_REACHABLE, segment)
 
     async def _copy(self, plan: _Plan) -> None:
+        """One segment, counted as a data command of both units (a WRITE ATOMIC to either
+        waits for it, and it for the WRITE ATOMIC)."""
         if plan.length == 0:
             return
+        gates = [io_gate(plan.src)] + ([io_gate(plan.dst)] if plan.dst is not plan.src else [])
+        entered = []
+        try:
+            for gate in gates:
+                await gate.enter()
+                entered.append(gate)
+            await self._copy_segment(plan)
+        finally:
+            for gate in entered:
+                gate.leave()
+
+    async def _copy_segment(self, plan: _Plan) -> None:
         src_fd = _fileno(plan.src)
         dst_fd = _fileno(plan.dst)
         if src_fd is not None and dst_fd is not None:
