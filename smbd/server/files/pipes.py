@@ -63,6 +63,7 @@ __all__ = [
 log = logging.getLogger("smbd.files.pipes")
 
 MAX_PIPES_PER_TREE: Final = 64
+LIVENESS_CHECK_S: Final = 1.0  # how often a waiting READ looks for its tree connect
 FILE_ATTRIBUTE_NORMAL: Final = 0x80
 PIPE_ALLOCATION_SIZE: Final = 4096  # what Windows and Samba report for a pipe
 FILE_OPENED: Final = 1
@@ -269,11 +270,20 @@ async def handle_flush(req: Request) -> Response:
 # -- READ / WRITE / TRANSCEIVE --------------------------------------------------------------------
 
 
+def _tree_alive(req: Request) -> bool:
+    tree = req.tree
+    return tree is not None and tree.session.trees.get(tree.tree_id) is tree
+
+
 async def _wait_readable(req: Request, o: PipeOpen) -> None:
-    """Wait (async, cancellable) until the pipe has a message or is closed."""
+    """Wait (async, cancellable) until the pipe has a message or is closed. The tree
+    connect going away (TREE_DISCONNECT, LOGOFF) closes the open: checked every second."""
     while not o.pipe.readable and not o.closed and not o.pipe.disconnected:
         await req.go_async()
-        await o.wakeup.wait()
+        with trio.move_on_after(LIVENESS_CHECK_S):
+            await o.wakeup.wait()
+        if not _tree_alive(req):
+            o.closed = True
     if o.closed:
         raise SMBError(NTStatus.PIPE_BROKEN, "pipe closed while a read waited")
 

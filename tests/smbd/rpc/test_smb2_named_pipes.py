@@ -287,6 +287,21 @@ async def test_close_ends_a_waiting_read(client: IpcClient) -> None:
     assert await client.status(Command.READ, client.read_body(fid, 100)) == NTStatus.FILE_CLOSED
 
 
+async def test_tree_disconnect_ends_a_waiting_read(client: IpcClient, autojump_clock: Any) -> None:
+    fid = (await client.create("srvsvc")).file_id
+    statuses: list[int] = []
+
+    async def reader() -> None:
+        statuses.append(await client.status(Command.READ, client.read_body(fid, 100)))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await trio.sleep(5)
+        assert not statuses
+        client.session.trees.pop(client.tree.tree_id)  # what TREE_DISCONNECT does
+    assert statuses == [NTStatus.PIPE_BROKEN]
+
+
 async def test_fault_then_pipe_disconnected(client: IpcClient) -> None:
     fid = (await client.create("srvsvc")).file_id
     other = (await client.create("srvsvc")).file_id
