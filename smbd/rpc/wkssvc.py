@@ -1,6 +1,7 @@
 """wkssvc ([MS-WKST]), interface 6bffd098-a112-3610-9833-46c3f87e345a v1.0:
-NetrWkstaGetInfo (opnum 0) level 100, what clients ask of a server's workstation service.
-Other levels answer ERROR_INVALID_LEVEL; other opnums get the fault nca_s_op_rng_error."""
+NetrWkstaGetInfo (opnum 0) levels 100 (what clients ask of a server's workstation service),
+101 and 102. Other levels answer ERROR_INVALID_LEVEL; other opnums get the fault
+nca_s_op_rng_error."""
 
 from __future__ import annotations
 
@@ -20,13 +21,21 @@ ERROR_SUCCESS: Final = 0
 ERROR_INVALID_LEVEL: Final = 124
 
 
-def _wksta_info_100(w: NdrWriter, env: ServerEnv) -> None:
-    """WKSTA_INFO_100 ([MS-WKST] 2.2.5.1)."""
+LEVELS: Final = frozenset((100, 101, 102))
+
+
+def _wksta_info(w: NdrWriter, level: int, env: ServerEnv) -> None:
+    """WKSTA_INFO_100 / 101 / 102 ([MS-WKST] 2.2.5.1 - 2.2.5.3)."""
     w.u32(PLATFORM_ID_NT)
-    w.unique_string(env.server_name)  # wki100_computername
-    w.unique_string(env.domain)  # wki100_langroup
+    w.unique_string(env.server_name)  # computername
+    w.unique_string(env.domain)  # langroup
     w.u32(env.version[0])
     w.u32(env.version[1])
+    if level == 100:
+        return
+    w.unique_string("C:\\")  # wki101_lanroot
+    if level == 102:
+        w.u32(0)  # wki102_logged_on_users: no interactive users on a server
 
 
 def net_wksta_get_info(r: NdrReader, env: ServerEnv) -> bytes:
@@ -34,11 +43,11 @@ def net_wksta_get_info(r: NdrReader, env: ServerEnv) -> bytes:
     r.unique_string()  # ServerName
     level = r.u32()
     r.end()
-    ok = level == 100
+    ok = level in LEVELS
     w = NdrWriter()
     with w.top():  # [out, switch_is(Level)] LPWKSTA_INFO WkstaInfo
         w.u32(level)
-        w.unique(env if ok else None, lambda e: _wksta_info_100(w, e))
+        w.unique(env if ok else None, lambda e: _wksta_info(w, level, e))
     w.u32(ERROR_SUCCESS if ok else ERROR_INVALID_LEVEL)
     return w.getvalue()
 

@@ -189,10 +189,22 @@ def test_ms_wkst_3_2_4_1_net_wksta_get_info_100() -> None:
     assert info["wki100_computername"] == "VMSTOR\x00"
     assert info["wki100_langroup"] == "WORKGROUP\x00"
     assert r["ErrorCode"] == 0
-    stub = bytes.fromhex("0000000065000000")  # level 101: not served
+    stub = bytes.fromhex("00000000f6010000")  # level 502: not served
     assert wkssvc.net_wksta_get_info(NdrReader(stub), ENV) == bytes.fromhex(
-        "65000000000000007c000000"
+        "f6010000000000007c000000"
     )
+
+
+@pytest.mark.parametrize("level", [101, 102])
+def test_ms_wkst_3_2_4_1_net_wksta_get_info_101_102(level: int) -> None:
+    req = wkst.NetrWkstaGetInfo()
+    req["ServerName"] = NULL
+    req["Level"] = level
+    r = wkst.NetrWkstaGetInfoResponse(wkssvc.net_wksta_get_info(NdrReader(req.getData()), ENV))
+    info = r["WkstaInfo"][f"WkstaInfo{level}"]
+    assert info[f"wki{level}_computername"] == "VMSTOR\x00"
+    assert info[f"wki{level}_lanroot"] == "C:\\\x00"
+    assert r["ErrorCode"] == 0
 
 
 def test_3_1_4_9_net_share_enum_sticky_leaves_out_special_shares() -> None:
