@@ -47,6 +47,8 @@ class ServerConfig:
     max_write_size: int = 8 * 1024 * 1024
     max_transact_size: int = 8 * 1024 * 1024
     multichannel: bool = True
+    # test only: answer smbtorture's FSCTL_SMBTORTURE_* control codes (files.torture)
+    smbtorture_hooks: bool = False
 
 
 class CredentialStore(Protocol):

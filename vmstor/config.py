@@ -45,6 +45,7 @@ class SMBSettings:
     max_dialect: str = "3.1.1"
     server_name: str = "VMSTOR"
     multichannel: bool = True
+    smbtorture_hooks: bool = False  # test only: Samba's FSCTL_SMBTORTURE_* hooks
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
         max_dialect=_str(server, "max_dialect", "3.1.1", where),
         server_name=_str(server, "server_name", "VMSTOR", where),
         multichannel=_bool(server, "multichannel", True, where),
+        smbtorture_hooks=_bool(server, "smbtorture_hooks", False, where),
     )
     shares: dict[str, ShareSettings] = {}
     tables = raw.get("shares", {})

@@ -64,6 +64,7 @@ def smb_config(cfg: Config) -> ServerConfig:
         min_dialect=lo,
         max_dialect=hi,
         multichannel=cfg.smb.multichannel,
+        smbtorture_hooks=cfg.smb.smbtorture_hooks,
     )
 
 

@@ -10,11 +10,14 @@ the backend's copy_file_range; limits of 3.3.5.15.6), GET/SET_COMPRESSION (none)
 CREATE_OR_GET_OBJECT_ID / GET_OBJECT_ID, QUERY_FILE_REGIONS, LMR_REQUEST_RESILIENCY.
 Refused as Samba does: DFS referrals (NOT_FOUND: no DFS), reparse points, offload
 read/write and duplicate extents (clients fall back to copy or read/write).
+smbtorture's test-only FSCTLs (files.torture) are looked up only when the server config
+sets ``smbtorture_hooks``; otherwise they are unknown codes like any other.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
@@ -32,6 +35,7 @@ from smbd.server.files.common import (
     smb_errors,
 )
 from smbd.server.files.pipes import transceive as pipe_transceive
+from smbd.server.files.torture import TORTURE_FSCTL_HANDLERS
 from smbd.server.request import Buffer, Handler, Request, Response, SMBError
 from smbd.wire import fsctl as wf
 from smbd.wire import ioctl as wio
@@ -47,6 +51,8 @@ __all__ = ["FSCTL_HANDLERS", "HANDLERS", "handle_ioctl"]
 log = logging.getLogger("smbd.files.ioctl")
 
 MAX_RESILIENCY_TIMEOUT_MS: Final = 300_000
+_OUTPUT_COUNT: Final = struct.Struct("<I")
+_OUTPUT_COUNT_AT: Final = 36  # [MS-SMB2] 2.2.32 OutputCount in the response's fixed part
 _NOTIFY_SIZE_WRITE: Final = 0x8 | 0x10
 _FILE_ACTION_MODIFIED: Final = 3
 
@@ -347,11 +353,13 @@ async def handle_ioctl(req: Request) -> Response:
     ):
         raise SMBError(NTStatus.INVALID_PARAMETER, "IOCTL beyond MaxTransactSize")
     handler = FSCTL_HANDLERS.get(r.ctl_code)
+    if handler is None and files_of(req).config.smbtorture_hooks:
+        handler = TORTURE_FSCTL_HANDLERS.get(r.ctl_code)
     if handler is None:
         log.debug("unsupported FSCTL 0x%08x", r.ctl_code)
         raise SMBError(NTStatus.INVALID_DEVICE_REQUEST, f"FSCTL 0x{r.ctl_code:08x}")
     resp = await handler(req, r)
-    out_len = sum(len(p) for p in resp.body) - 48
+    (out_len,) = _OUTPUT_COUNT.unpack_from(resp.body[0], _OUTPUT_COUNT_AT)
     if out_len > r.max_output_response:
         raise SMBError(NTStatus.BUFFER_TOO_SMALL, "output beyond MaxOutputResponse")
     return resp

@@ -7,6 +7,7 @@ own payload view to ``pwritev``. Nothing is copied on the way.
 
 from __future__ import annotations
 
+from smbd.server.files import torture
 from smbd.server.files.common import (
     FILE_APPEND_DATA,
     FILE_EXECUTE,
@@ -62,7 +63,7 @@ async def handle_read(req: Request) -> Response:
     o.position = r.offset + n
     if rdma is not None:
         return Response(await rdma.respond(buf[:n]))
-    return Response(rw.pack_read_response(buf[:n]))
+    return Response(torture.read_response(req.connection, rw.pack_read_response(buf[:n])))
 
 
 async def handle_write(req: Request) -> Response:
