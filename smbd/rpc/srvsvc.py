@@ -2,11 +2,12 @@
 server information clients ask for when they browse a server.
 
 NetrShareEnum (opnum 15) and NetrShareEnumSticky (36) levels 0, 1, 2, 501 and 502;
-NetrShareGetInfo (16) levels 0, 1, 2, 501, 502 and 1005; NetrServerGetInfo (21) levels 100,
-101 and 102. Level 502 carries no security descriptor (access is the tree connect's).
-Other opnums are answered with the fault nca_s_op_rng_error by the association. Shares are
-listed as the server's share configuration has them (every configured share is visible, as
-in Samba's default ``browseable = yes``), then IPC$.
+NetrShareGetInfo (16) levels 0, 1, 2, 501, 502 and 1005; NetrShareCheck (20);
+NetrServerGetInfo (21) levels 100, 101 and 102. Level 502 carries no security descriptor
+(access is the tree connect's). Other opnums are answered with the fault
+nca_s_op_rng_error by the association. Shares are listed as the server's share
+configuration has them (every configured share is visible, as in Samba's default
+``browseable = yes``), then IPC$ (whose path is empty).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ SERVER_TYPE: Final = SV_TYPE_WORKSTATION | SV_TYPE_SERVER | SV_TYPE_NT | SV_TYPE
 ERROR_SUCCESS: Final = 0
 ERROR_INVALID_LEVEL: Final = 124
 NERR_NET_NAME_NOT_FOUND: Final = 2310
+NERR_DEVICE_NOT_SHARED: Final = 2311
 
 SHARE_ENUM_LEVELS: Final = frozenset((0, 1, 2, 501, 502))
 SHARE_INFO_LEVELS: Final = frozenset((0, 1, 2, 501, 502, 1005))
@@ -193,6 +195,19 @@ def net_server_get_info(r: NdrReader, env: ServerEnv) -> bytes:
     return w.getvalue()
 
 
+def net_share_check(r: NdrReader, env: ServerEnv) -> bytes:
+    """NetrShareCheck (opnum 20, [MS-SRVS] 3.1.4.16): is this local path shared?"""
+    _server_name(r)
+    device = r.string()
+    r.end()
+    key = device.rstrip("\\").lower()
+    share = next((s for s in env.shares if s.path.rstrip("\\").lower() == key), None)
+    w = NdrWriter()
+    w.u32(share.type if share is not None else 0)
+    w.u32(ERROR_SUCCESS if share is not None else NERR_DEVICE_NOT_SHARED)
+    return w.getvalue()
+
+
 def net_share_enum_sticky(r: NdrReader, env: ServerEnv) -> bytes:
     return net_share_enum(r, env, sticky=True)
 
@@ -200,6 +215,7 @@ def net_share_enum_sticky(r: NdrReader, env: ServerEnv) -> bytes:
 OPERATIONS: Final[dict[int, Callable[[NdrReader, ServerEnv], bytes]]] = {
     15: net_share_enum,
     16: net_share_get_info,
+    20: net_share_check,
     21: net_server_get_info,
     36: net_share_enum_sticky,
 }

@@ -222,8 +222,21 @@ def test_3_1_4_9_net_share_enum_sticky_leaves_out_special_shares() -> None:
     assert r["TotalEntries"] == 2
 
 
+def test_3_1_4_16_net_share_check() -> None:
+    for device, expected in (
+        ("C:\\srv\\vms", (0, 0)),
+        ("c:\\SRV\\VMS\\", (0, 0)),
+        ("D:\\", (0, 2311)),
+    ):
+        req = srvs.NetrShareCheck()
+        req["ServerName"] = NULL
+        req["Device"] = device + "\x00"
+        r = srvs.NetrShareCheckResponse(srvsvc.net_share_check(NdrReader(req.getData()), ENV))
+        assert (r["Type"], r["ErrorCode"]) == expected
+
+
 def test_operation_tables() -> None:
-    assert set(srvsvc.INTERFACE.operations) == {15, 16, 21, 36}
+    assert set(srvsvc.INTERFACE.operations) == {15, 16, 20, 21, 36}
     assert set(wkssvc.INTERFACE.operations) == {0}
     assert str(srvsvc.SYNTAX) == "4b324fc8-1670-01d3-1278-5a47bf6ee188 v3.0"
     assert str(wkssvc.SYNTAX) == "6bffd098-a112-3610-9833-46c3f87e345a v1.0"
