@@ -479,7 +479,7 @@ class Target:
             return False
         lu = self.luns.get(lun)
         st = self._nexuses.get(nexus.key)
-        if lu is None or st is None or st.nexus is not nexus:
+        if lu is None or st is None or (st.nexus is not nexus and st.nexus != nexus):
             return False
         if self.masking is not None:
             allowed = self.masking(nexus)

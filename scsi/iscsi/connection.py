@@ -297,6 +297,7 @@ class Connection:
             or flags & 0xE0 != 0xC0  # F=1, R=1, W=0
             or word  # no AHS, no immediate data
             or cmdsn != self.exp_cmdsn
+            or not sn_le(cmdsn, self.max_cmdsn)  # the window is closed: dropped
             or not 0 < edtl <= FAST_READ_MAX
             or edtl > self.params.max_send_data
             or self.buffered + edtl > self.limits.max_buffered

@@ -311,6 +311,9 @@ def test_rfc7143_4_2_2_1_fast_read_leaves_other_commands_to_the_full_path() -> N
     ]
     for command in cases:
         assert c.fast_read(_bhs(command, c.framer)) == FAST_SLOW
+    c.max_cmdsn = 99  # the window is closed (every slot busy): the full path drops it
+    assert c.fast_read(_bhs(cmd(1, 100, READ10_8, 1024), c.framer)) == FAST_SLOW
+    c.max_cmdsn = 103
     c.fast_reader = _refuse
     assert c.fast_read(_bhs(cmd(1, 100, READ10_8, 1024), c.framer)) == FAST_SLOW
     assert (c.exp_cmdsn, c.statsn, c.stats.commands, c.take_output()) == (100, 50, 0, [])

@@ -348,3 +348,54 @@ async def test_rfc7143_11_19_unanswered_nop_in_pings_end_the_connection(config: 
             with pytest.raises(EOFError):  # not answered: the target drops the connection
                 while True:
                     await ini.recv()
+
+
+async def test_rfc7143_11_7_pipelined_reads_take_the_fast_path_with_digests(config: Path) -> None:
+    """A burst of READs sent in one segment is answered through the READ fast path (one
+    Data-In with status each, digests checked by the initiator), mixed with commands that
+    take the full path (TEST UNIT READY, a READ out of range): every command answered,
+    StatSN consecutive in the order the replies arrive."""
+    async with serving(config) as site:
+        vm1, _ = names(site.service, "vm1")
+        ini = await site.connect(0, vm1)
+        await ini.login(IQN, keys=[("HeaderDigest", "CRC32C"), ("DataDigest", "CRC32C")])
+        assert (await ini.command(0, TUR)).status == 2  # power on, reset
+        pattern = bytes(range(256)) * 256  # 64 KiB at LBA 0x100
+        w = await ini.command(0, bytes.fromhex("2a000000010000008000"), data_out=pattern)
+        assert w.status == 0
+        expect: dict[int, tuple[int, bytes]] = {}
+        burst = b""
+        for i in range(40):
+            itt = ini.next_itt()
+            lba = 0x100 + (i * 8) % 128
+            cdb, edtl, want = bytes(16), 4096, (0, pattern[(lba - 0x100) * 512 :][:4096])
+            if i % 2:
+                cdb = b"\x88\x00" + lba.to_bytes(8, "big") + (8).to_bytes(4, "big") + b"\0\0"
+            else:
+                cdb = b"\x28\x00" + lba.to_bytes(4, "big") + b"\x00\x00\x08\x00" + bytes(6)
+            if i == 13:
+                cdb, edtl, want = TUR.ljust(16, b"\0"), 0, (0, b"")
+            if i == 27:
+                cdb = bytes.fromhex("28000000200000000800") + bytes(6)  # LBA 0x2000: beyond
+                want = (2, b"")
+            rec = pdu.ScsiCommand(
+                itt, 0, edtl, ini.cmdsn, ini.exp_statsn, cdb, read=bool(edtl), write=False
+            )
+            ini.cmdsn += 1
+            burst += b"".join(bytes(b) for b in ini.framer.frame(rec.encode()))
+            expect[itt] = want
+        await ini.send_raw(burst)
+        statsns = []
+        while expect:
+            rx = await ini.recv()
+            r = rx.record
+            assert isinstance(r, pdu.DataIn | pdu.ScsiResponse), r
+            if isinstance(r, pdu.DataIn):
+                assert r.status == 0 and r.final and not r.residual
+            status, data = expect.pop(r.itt)
+            assert r.status == status
+            if status == 0:
+                assert bytes(rx.data) == data
+            statsns.append(r.statsn)
+        assert statsns == list(range(statsns[0], statsns[0] + 40))
+        assert (await ini.logout()).response == 0
