@@ -130,6 +130,8 @@ class PipeService:
         return next(self._ids) & 0xFFFFFFFFFFFFFFFF
 
 
+# One PipeService per SMBServer, kept beside it rather than in it (the server and the file
+# state belong to other modules): weakly keyed, so it lives exactly as long as its server.
 _SERVICES: weakref.WeakKeyDictionary[object, PipeService] = weakref.WeakKeyDictionary()
 
 
