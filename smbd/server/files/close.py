@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from smbd.server.files import pipes
+from smbd.server.files import inflight, pipes
 from smbd.server.files.common import (
     FILE_APPEND_DATA,
     FILE_WRITE_DATA,
@@ -11,9 +11,10 @@ from smbd.server.files.common import (
     require,
     smb_errors,
 )
-from smbd.server.request import Request, Response
+from smbd.server.request import Request, Response, SMBError
 from smbd.wire import close as wclose
 from smbd.wire import flush as wflush
+from smbd.wire.status import NTStatus
 
 __all__ = ["handle_close", "handle_flush"]
 
@@ -23,6 +24,9 @@ async def handle_close(req: Request) -> Response:
         return await pipes.handle_close(req)
     cr = wclose.parse_close_request(req.body)
     o = lookup(req, cr.file_id)
+    await inflight.wait_idle(o)  # requests still running on the open answer first
+    if o.closed:  # closed meanwhile (by a CLOSE that waited alongside)
+        raise SMBError(NTStatus.FILE_CLOSED)
     files = files_of(req)
     rt = o.file.runtime
     rt.ops += 1

@@ -13,10 +13,10 @@ same codes behind its own switch, off by default: with it off they are unknown F
 - FSCTL_SMBTORTURE_GLOBAL_READ_RESPONSE_BODY_PADDING8: from then on, every READ response
   on this connection puts 8 zero bytes between its 16-byte fixed part and the data
   (DataOffset 0x58, not 0x50). smb2.read.bug14607 checks the same for READ.
-- FSCTL_SMBTORTURE_FSP_ASYNC_SLEEP: the IOCTL waits InputBuffer[0] microseconds, then
-  answers FILE_CLOSED if its open was closed meanwhile. smb2.ioctl.bug14769 sends it with
-  a CLOSE of the same handle and requires both to succeed: a CLOSE must not overtake a
-  request still running on its open.
+- FSCTL_SMBTORTURE_FSP_ASYNC_SLEEP: the IOCTL waits InputBuffer[0] microseconds as a
+  request running on its open (files.inflight), then answers FILE_CLOSED if the open was
+  closed meanwhile. smb2.ioctl.bug14769 sends it with a CLOSE of the same handle and
+  requires both to succeed: a CLOSE must not overtake a request still running on its open.
 
 Not answered: FSCTL_SMBTORTURE_FORCE_UNACKED_TIMEOUT (SMB Direct/multichannel ack timing
 that vmstor's transports do not model).
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
+from smbd.server.files import inflight
 from smbd.server.files.common import lookup
 from smbd.server.request import Buffer, Request, Response, SMBError
 from smbd.wire import ioctl as wio
@@ -109,8 +110,9 @@ async def _fsp_async_sleep(req: Request, r: wio.IoctlRequest) -> Response:
     if len(r.input) != 1:
         raise SMBError(NTStatus.INVALID_PARAMETER, "FSP_ASYNC_SLEEP takes one byte")
     o = lookup(req, r.file_id)
-    await trio.sleep(r.input[0] / 1e6)
-    if o.closed:
+    async with inflight.running(o):  # a CLOSE of the open waits for the answer
+        await trio.sleep(r.input[0] / 1e6)
+    if o.closed:  # closed anyway: by a TREE_DISCONNECT, LOGOFF or lost connection
         raise SMBError(NTStatus.FILE_CLOSED, "the open was closed under a running IOCTL")
     return Response(wio.pack_ioctl_response(r.ctl_code, r.file_id))
 

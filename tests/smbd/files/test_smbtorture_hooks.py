@@ -106,17 +106,38 @@ async def test_fsp_async_sleep(
     with pytest.raises(SMBError) as e:
         await a.call(Command.IOCTL, _ioctl(code, NO_FILE, b"\x10"))
     assert e.value.status == NTStatus.FILE_CLOSED
-    # a CLOSE that overtakes the sleeping IOCTL makes it answer FILE_CLOSED
+    # a CLOSE sent while the IOCTL sleeps waits for it: both succeed (smb2.ioctl.bug14769)
     g = (await a.create("g")).file_id
-    statuses: list[int] = []
+    done: list[str] = []
 
     async def sleeper() -> None:
-        statuses.append(await a.status_of(Command.IOCTL, _ioctl(code, g, b"\xff")))
+        assert (await a.call(Command.IOCTL, _ioctl(code, g, b"\xff"))).status == 0
+        done.append("ioctl")
+
+    async def closer() -> None:
+        await a.close(g)
+        done.append("close")
 
     mock_clock.rate = 0.0  # the IOCTL sleeps until the clock is moved
     async with trio.open_nursery() as n:
         n.start_soon(sleeper)
         await trio.testing.wait_all_tasks_blocked()
-        await a.close(g)
+        n.start_soon(closer)
+        await trio.testing.wait_all_tasks_blocked()
+        assert done == []
+        mock_clock.jump(1)
+    assert done == ["ioctl", "close"]
+    assert await a.status_of(Command.IOCTL, _ioctl(code, g, b"\x01")) == NTStatus.FILE_CLOSED
+    # an open closed by other means (TREE_DISCONNECT, LOGOFF) under the IOCTL: FILE_CLOSED
+    h = (await a.create("h")).file_id
+    statuses: list[int] = []
+
+    async def sleeper2() -> None:
+        statuses.append(await a.status_of(Command.IOCTL, _ioctl(code, h, b"\xff")))
+
+    async with trio.open_nursery() as n:
+        n.start_soon(sleeper2)
+        await trio.testing.wait_all_tasks_blocked()
+        await a.server.files.close(a.server.files.opens[h[1]])
         mock_clock.jump(1)
     assert statuses == [NTStatus.FILE_CLOSED]
