@@ -22,6 +22,7 @@ from interop.peers import Endpoint
 from interop.peers.tools import run_suite
 from interop.peers.vmstor import VmstorServer
 from interop.torture_report import SUITES, read_passing, suite_of
+from interop.torture_report import server as torture_peer
 
 BUDGET = float(os.environ.get("INTEROP_TORTURE_BUDGET", "1500"))
 _deadline: list[float] = []
@@ -31,6 +32,17 @@ def _remaining() -> float:
     if not _deadline:
         _deadline.append(time.monotonic() + BUDGET)
     return _deadline[0] - time.monotonic()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Endpoint]:
+    """The server under test (``INTEROP_SERVER``, as in conftest) set up as
+    interop.torture_report runs it: smbtorture's test-only FSCTLs on, the noperm share."""
+    kind = os.environ.get("INTEROP_SERVER", "vmstor")
+    if kind not in ("vmstor", "samba"):
+        raise pytest.UsageError(f"INTEROP_SERVER must be vmstor or samba, not {kind!r}")
+    with torture_peer(kind) as ep:
+        yield ep
 
 
 @pytest.mark.slow

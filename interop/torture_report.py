@@ -18,8 +18,8 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from interop.peers import Endpoint
@@ -127,14 +127,35 @@ def table(runs: Sequence[TortureRun]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def server(kind: str) -> AbstractContextManager[Endpoint]:
+# smbtorture's default share for --option=torture:noperm_share: smb2.ioctl.bug14788.* tree
+# connect to it and expect FSCTL_VALIDATE_NEGOTIATE_INFO and QUERY_NETWORK_INTERFACE_INFO
+# to work there (they skip when it does not exist). As in Samba's selftest it is a share
+# whose folder has mode 000: the tree connect succeeds (a share refused at TREE_CONNECT,
+# e.g. Samba's "valid users", fails both subtests on Samba too), the files are out of
+# reach for a server that runs as the user. Both servers get it, so their counts compare.
+NOPERM_SHARE = "noperm"
+
+
+@contextmanager
+def server(kind: str) -> Iterator[Endpoint]:
+    """The server smbtorture runs against: its test-only FSCTLs on (Samba's
+    ``smbd:FSCTL_SMBTORTURE``, vmstor's ``smbtorture_hooks``) and the ``noperm`` share."""
+    peer: AbstractContextManager[Endpoint]
     if kind == "samba":
         from interop.peers.samba import SambaServer
 
-        return SambaServer()
-    from interop.peers.vmstor import VmstorServer
+        peer = SambaServer(extra_shares=(NOPERM_SHARE,), torture_hooks=True)
+    else:
+        from interop.peers.vmstor import VmstorServer
 
-    return VmstorServer()
+        peer = VmstorServer(extra_shares=(NOPERM_SHARE,), torture_hooks=True)
+    with peer as ep:
+        noperm = ep.shares[NOPERM_SHARE]
+        noperm.chmod(0)
+        try:
+            yield ep
+        finally:
+            noperm.chmod(0o755)  # so that the peer can remove its folder
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -57,6 +57,8 @@ class VmstorServer:
     shares. ``min_dialect``/``max_dialect``: "2.0.2" ... "3.1.1". ``server_options``: more
     ``[server]`` keys (TOML values given as Python bool/int/str). ``rdma_port``: also
     serve SMB Direct on that port through the userspace iWARP provider (``[rdma]``).
+    ``torture_hooks``: answer smbtorture's test-only FSCTLs (``smbtorture_hooks = true``),
+    as ``SambaServer(torture_hooks=True)`` sets ``smbd:FSCTL_SMBTORTURE = yes``.
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class VmstorServer:
         stop_timeout: float = 15.0,
         base_dir: str | None = None,
         rdma_port: int | None = None,
+        torture_hooks: bool = False,
     ) -> None:
         if not host.startswith("127."):
             raise PeerError(f"refusing non-loopback address {host}")
@@ -100,6 +103,7 @@ class VmstorServer:
         self.stop_timeout = stop_timeout
         self.base_dir = base_dir
         self.rdma_port = rdma_port
+        self.torture_hooks = torture_hooks
         self.tmp: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.endpoint: Endpoint | None = None
@@ -141,6 +145,8 @@ class VmstorServer:
             server["min_dialect"] = self.min_dialect
         if self.max_dialect:
             server["max_dialect"] = self.max_dialect
+        if self.torture_hooks:
+            server["smbtorture_hooks"] = True
         server.update(self.server_options)
         lines = [
             "[server]",
