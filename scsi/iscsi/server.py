@@ -1,13 +1,15 @@
 """The iSCSI target server on trio: portals, sessions, and the driver of the sans-IO cores.
 
 Each accepted TCP connection runs the login (:mod:`scsi.iscsi.login`) under a timeout, then
-the full feature phase (:mod:`scsi.iscsi.connection`): one reader task feeds PDUs to the core;
-reads the page cache holds finish right there (:meth:`scsi.target.Target.execute_now`), other
-commands run on per-session workers that await :meth:`scsi.target.Target.execute`; every piece
-of output is sent under one lock in the order the core queued it (which is StatSN order), the
-replies of one receive batch in one ``writev`` before the reader waits for more. PDUs are
-received into buffers sized from their own length fields; payloads stay memoryview slices
-down to the backend.
+the full feature phase (:mod:`scsi.iscsi.connection`): one reader task feeds PDUs to the core.
+Plain in-order READs at the head of the receive buffer take the fast path
+(:meth:`scsi.iscsi.connection.Connection.fast_read`: no task, the Data-In with its status built
+in place around the data); other reads the page cache holds finish right there
+(:meth:`scsi.target.Target.execute_now`); the remaining commands run on per-session workers
+that await :meth:`scsi.target.Target.execute`. Every piece of output is sent under one lock in
+the order the core queued it (which is StatSN order), the replies of one receive batch in one
+``writev`` before the reader waits for more. PDUs are received into buffers sized from their
+own length fields; payloads stay memoryview slices down to the backend.
 """
 
 from __future__ import annotations
