@@ -21,6 +21,13 @@ from impacket.smbconnection import SMBConnection
 from interop.peers import Endpoint
 from interop.peers.tools import Capture, client_conf, smb2_check
 from interop.peers.vmstor import VmstorServer
+from smbd.client import SMBClient
+from smbd.rpc import pdu
+from smbd.rpc.srvsvc import SYNTAX as SRVSVC
+from smbd.wire import ioctl as wio
+from smbd.wire.constants import Command
+from smbd.wire.fsctl import FsctlCode
+from smbd.wire.status import NTStatus
 
 COMMENT = "VM disks, tier 1"
 
@@ -238,3 +245,28 @@ def test_smbtorture_rpc_srvsvc(server: Endpoint, subtest: str) -> None:
     ]  # fmt: skip
     r = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
     assert f"success: {name}" in r.stdout, r.stdout[-3000:]
+
+
+async def test_transceive_overflow_then_read(server: Endpoint) -> None:
+    """[MS-SMB2] 3.3.5.15.4 over the wire: a reply longer than MaxOutputResponse comes back
+    as STATUS_BUFFER_OVERFLOW with its first bytes; READ returns the rest of the message."""
+    bind = pdu.pack_bind(1, [pdu.ContextElem(0, SRVSVC, (pdu.NDR32,))])
+    async with await SMBClient.connect_tcp(server.host, server.port) as c:
+        await c.negotiate()
+        await c.session_setup(server.user, server.password)
+        tid = await c.tree_connect(f"\\\\{server.host}\\IPC$")
+        fid = await c.create(tid, "srvsvc")
+        io = wio.pack_ioctl_request(
+            FsctlCode.FSCTL_PIPE_TRANSCEIVE, fid, bind, max_output_response=40
+        )
+        h, b, _raw = await c.call(Command.IOCTL, [io], tree_id=tid)
+        assert h.status == NTStatus.BUFFER_OVERFLOW
+        head = bytes(wio.parse_ioctl_response(b).output)
+        assert len(head) == 40
+        rest = bytearray(4280)
+        n = await c.read(tid, fid, 0, rest)
+        ack = pdu.parse_bind_ack(head + bytes(rest[:n]))
+        assert ack.results[0].result == pdu.Result.ACCEPTANCE
+        assert ack.sec_addr.lower() == "\\pipe\\srvsvc"
+        await c.close(tid, fid)
+        await c.logoff()
