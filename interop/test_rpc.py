@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 from impacket.dcerpc.v5 import srvs, transport, wkst
 from impacket.dcerpc.v5.rpcrt import DCERPCException
 from impacket.smbconnection import SMBConnection
@@ -25,8 +26,10 @@ from smbd.client import SMBClient
 from smbd.rpc import pdu
 from smbd.rpc.srvsvc import SYNTAX as SRVSVC
 from smbd.wire import ioctl as wio
+from smbd.wire import rw
 from smbd.wire.constants import Command
 from smbd.wire.fsctl import FsctlCode
+from smbd.wire.header import parse_header
 from smbd.wire.status import NTStatus
 
 COMMENT = "VM disks, tier 1"
@@ -270,3 +273,29 @@ async def test_transceive_overflow_then_read(server: Endpoint) -> None:
         assert ack.sec_addr.lower() == "\\pipe\\srvsvc"
         await c.close(tid, fid)
         await c.logoff()
+
+
+async def test_read_on_an_empty_pipe_pends(server: Endpoint) -> None:
+    """A READ with nothing to read is answered as Windows and Samba answer it on a message
+    pipe: an interim STATUS_PENDING, then nothing until a reply is written (no
+    STATUS_PIPE_EMPTY)."""
+    async with await SMBClient.connect_tcp(server.host, server.port) as c:
+        await c.negotiate()
+        await c.session_setup(server.user, server.password)
+        tid = await c.tree_connect(f"\\\\{server.host}\\IPC$")
+        fid = await c.create(tid, "srvsvc")
+        seen: list[tuple[int, int]] = []
+        receive = c._link.receive
+
+        async def watching() -> memoryview:
+            raw = await receive()
+            h = parse_header(raw)
+            seen.append((h.command, h.status))
+            return raw
+
+        c._link.receive = watching  # type: ignore[method-assign]
+        read = rw.pack_read_request(rw.ReadRequest(0, 0, 1024, 0, fid, 0, 0, 0))
+        with trio.move_on_after(2) as scope:
+            await c.call(Command.READ, [read], tree_id=tid)
+        assert scope.cancelled_caught
+        assert seen == [(Command.READ, NTStatus.PENDING)]
