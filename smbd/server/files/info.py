@@ -32,6 +32,7 @@ from smbd.server.files.common import (
     smb_errors,
 )
 from smbd.server.files.opens import Open
+from smbd.server.files.state import FileServerState
 from smbd.server.request import Request, Response, SMBError
 from smbd.wire import fscc
 from smbd.wire import info as wi
@@ -122,8 +123,21 @@ def _fit(data: bytes, fixed: int, limit: int) -> Response:
     return Response(wi.pack_query_info_response(data))
 
 
-def _share_path(o: Open) -> str:
-    return "\\" + o.file.path
+def _client_path(files: FileServerState, o: Open) -> str:
+    """The name the client knows the open by, from the share root without a leading
+    backslash: ``dir\\file``, or ``dir\\file:stream`` for a named stream (kept inside the
+    share as ``.vmstor-streams\\<inode>\\<stream>``, a name clients never see). The file a
+    stream belongs to is found by its inode among the open files; a stream whose file has
+    no open of its own is named by the stream alone (``:stream``)."""
+    comps = o.file.components
+    if len(comps) != 3 or comps[0] != STREAMS_DIR:
+        return o.file.path
+    base = files.files.get((o.handle.dev, int(comps[1])))
+    return f"{base.path if base is not None else ''}:{comps[2]}"
+
+
+def _share_path(path: str) -> str:
+    return "\\" + path
 
 
 def _basic(st: FileStat) -> fscc.BasicInfo:
@@ -143,7 +157,7 @@ def _mode(o: Open) -> int:
     return o.mode | (o.create_options & 0x2) | (0x1000 if o.delete_on_close else 0)
 
 
-def _file_class(o: Open, cls: int, st: FileStat, ea_size: int = 0) -> bytes:
+def _file_class(o: Open, cls: int, st: FileStat, path: str, ea_size: int = 0) -> bytes:
     if cls == C.FileBasicInformation:
         return fscc.pack_basic_info(_basic(st))
     if cls == C.FileStandardInformation:
@@ -155,11 +169,11 @@ def _file_class(o: Open, cls: int, st: FileStat, ea_size: int = 0) -> bytes:
     if cls == C.FileAccessInformation:
         return fscc.pack_access_info(o.granted_access)
     if cls == C.FileNameInformation:
-        return fscc.pack_name_info(_share_path(o))
+        return fscc.pack_name_info(_share_path(path))
     if cls == C.FileNormalizedNameInformation:
-        return fscc.pack_name_info(o.file.path)
+        return fscc.pack_name_info(path)
     if cls == C.FileAlternateNameInformation:
-        return fscc.pack_name_info(short_name(o.file.components[-1] if o.file.components else ""))
+        return fscc.pack_name_info(short_name(path.partition(":")[0].rpartition("\\")[2]))
     if cls == C.FilePositionInformation:
         return fscc.pack_position_info(o.position)
     if cls == C.FileModeInformation:
@@ -177,7 +191,7 @@ def _file_class(o: Open, cls: int, st: FileStat, ea_size: int = 0) -> bytes:
                 o.position,
                 _mode(o),
                 0,
-                _share_path(o),
+                _share_path(path),
             )
         )
     if cls == C.FileCompressionInformation:
@@ -232,7 +246,8 @@ async def _query_file(req: Request, o: Open, q: wi.QueryInfoRequest) -> Response
         st = await rt.backend.stat(o.handle)
     if cls == C.FileStreamInformation:
         return await _query_streams(o, st, q.output_buffer_length)
-    return _fit(_file_class(o, cls, st, st.ea_size), _FIXED[C(cls)], q.output_buffer_length)
+    path = _client_path(files_of(req), o)
+    return _fit(_file_class(o, cls, st, path, st.ea_size), _FIXED[C(cls)], q.output_buffer_length)
 
 
 async def _query_streams(o: Open, st: FileStat, limit: int) -> Response:
