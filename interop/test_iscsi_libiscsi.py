@@ -12,6 +12,7 @@ test named in ``iscsi_passing.txt`` must pass. A missing peer fails these tests.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -118,8 +119,6 @@ def san(tmp_path_factory: pytest.TempPathFactory) -> Iterator[San]:
 
 
 def initiators(san: San, vm: str) -> tuple[str, str]:
-    import json
-
     view = json.loads(vmstor(san.config, "fabric", "show", "--json"))
     hba = next(v for v in view["vms"] if v["vm"] == vm)["vhbas"][0]
     a = "naa." + hba["wwpn_a"].replace(":", "")
@@ -208,6 +207,54 @@ def test_qemu_io_with_crc32c_header_digests(san: San) -> None:
     assert "read 2097152/2097152" in out.stdout
     log = (san.root / "serve.log").read_text()
     assert "digests True/False" in log
+
+
+def test_qemu_img_copy_offload_uses_extended_copy(san: San) -> None:
+    """``qemu-img convert -C`` (copy offloading) between two LUNs of the target: QEMU's
+    iSCSI driver sends EXTENDED COPY with identification CSCD descriptors built from each
+    unit's VPD page 83h; the copy happens inside the target."""
+    _, vm3 = initiators(san, "vm3")
+    vmstor(san.config, "lun", "create", "xsrc", "--size", "8M", "--thin", "--id", "10")
+    vmstor(san.config, "lun", "create", "xdst", "--size", "8M", "--thin", "--id", "11")
+    try:
+        vmstor(san.config, "lun", "map", "xsrc", "--vm", "vm3")
+        vmstor(san.config, "lun", "map", "xdst", "--vm", "vm3")
+
+        def opts(lun: int) -> str:
+            return (
+                f"driver=iscsi,transport=tcp,portal=127.0.0.1:{san.ports[0]},target={IQN},"
+                f"lun={lun},initiator-name={vm3}"
+            )
+
+        def copy_stats() -> dict[str, int]:
+            status = json.loads(vmstor(san.config, "status", "--json"))
+            stats: dict[str, int] = status["san"]["statistics"]["target"]["copy_manager"]
+            return stats
+
+        out = run("qemu-io", "--image-opts", opts(10), "-c", "write -P 0x3c 0 8M")
+        assert out.returncode == 0, out.stderr
+        before = copy_stats()
+        out = run(
+            "qemu-img",
+            "convert",
+            "-C",
+            "-n",
+            "--image-opts",
+            opts(10),
+            "--target-image-opts",
+            opts(11),
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        after = copy_stats()
+        assert after["copies"] > before["copies"], after
+        assert after["copy_bytes"] - before["copy_bytes"] == 8 << 20, after
+        out = run("qemu-io", "--image-opts", opts(11), "-c", "read -P 0x3c 0 8M")
+        assert out.returncode == 0, out.stderr
+        assert "Pattern verification failed" not in out.stdout + out.stderr
+        assert "read 8388608/8388608" in out.stdout
+    finally:
+        vmstor(san.config, "lun", "delete", "xsrc")
+        vmstor(san.config, "lun", "delete", "xdst")
 
 
 def test_tshark_sees_no_malformed_pdu(san: San, tmp_path: Path) -> None:

@@ -612,6 +612,7 @@ class Target:
                 for lun, lu in self.luns.items()
             },
             "port_groups": {gid: g.state.name for gid, g in self.port_groups.items()},
+            "copy_manager": self.copy_manager.statistics(),
         }
 
     def to_dict(self) -> dict[str, object]:

@@ -424,6 +424,7 @@ class CopyManager:
             self._running.add(key)
         self._active += 1
         done = moved = 0
+        outcome = COPY_FAILED  # also when the task is aborted
         try:
             plans = self._resolve(ctx, params)
             for i, plan in enumerate(plans):
@@ -440,15 +441,15 @@ class CopyManager:
                     raise copy_aborted(Asc.THIRD_PARTY_DEVICE_FAILURE, i) from exc
                 done += 1
                 moved += plan.length
+            outcome = COPY_DONE
         except SenseError:
             self.stats["copy_errors"] += 1
-            self._finish(key, params, COPY_FAILED, done, moved)
             raise
         finally:
             self._active -= 1
+            self.stats["copy_bytes"] += moved
+            self._finish(key, params, outcome, done, moved)
         self.stats["copies"] += 1
-        self.stats["copy_bytes"] += moved
-        self._finish(key, params, COPY_DONE, done, moved)
         return ScsiResult(Status.GOOD)
 
     def _finish(
@@ -466,6 +467,9 @@ class CopyManager:
             self._held[key] = (status, segments, moved)
             while len(self._held) > self.limits.max_held_results:
                 self._held.popitem(last=False)
+
+    def statistics(self) -> dict[str, int]:
+        return {**self.stats, "running": self._active, "held_results": len(self._held)}
 
     def nexus_lost(self, nexus_key: tuple[str, int]) -> None:
         """Held results belong to their I_T nexus: gone with it (SPC-4 5.17.4.3)."""

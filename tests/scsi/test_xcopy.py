@@ -346,3 +346,32 @@ def test_parse_parameter_list_fuzz_structured(
     if p is not None:
         assert len(p.cscds) <= LIMITS.max_cscd_descriptors
         assert len(p.segments) <= LIMITS.max_segment_descriptors
+
+
+async def test_spc4_6_4_aborted_copy_releases_its_list_identifier(target: Target) -> None:
+    """A copy whose task is cancelled (ABORT TASK) reports completed-with-error and frees
+    its LIST IDENTIFIER for the next EXTENDED COPY."""
+    await ready(target)
+    params = plist([ident(THIN_NAA, 512)], [b2b(0, 0, 8, 0, 8)], list_id=9)
+    started = trio.Event()
+    release = trio.Event()
+    manager = target.copy_manager
+    real = manager._copy_segment
+
+    async def slow(plan: object) -> None:
+        started.set()
+        await release.wait()
+
+    manager._copy_segment = slow  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(xcopy, target, params)
+        await started.wait()
+        r = await run(target, rcr(0x00, 9))
+        assert data(r) == bytes.fromhex("00000008 00 0000 00 00000000")  # in progress
+        r = await run(target, *_args(params))
+        assert sense(r) == (0x5, 0x00, 0x16)  # OPERATION IN PROGRESS
+        nursery.cancel_scope.cancel()
+    assert data(await run(target, rcr(0x00, 9))) == bytes.fromhex("00000008 02 0000 00 00000000")
+    manager._copy_segment = real  # type: ignore[method-assign]
+    assert await xcopy(target, params) == (Status.GOOD, b"")
+    assert manager.statistics()["running"] == 0
