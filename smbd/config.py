@@ -32,6 +32,12 @@ class ShareConfig:
     read_only: bool = False
     continuous_availability: bool = False
     comment: str = ""
+    # the users who may connect to the share (compared case-insensitively); None: every
+    # user. Others are refused at TREE_CONNECT with ACCESS_DENIED.
+    valid_users: frozenset[str] | None = None
+
+    def admits(self, user: str) -> bool:
+        return self.valid_users is None or user.casefold() in self.valid_users
 
 
 @dataclass(frozen=True)

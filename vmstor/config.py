@@ -33,6 +33,7 @@ class ShareSettings:
     read_only: bool = False
     continuous_availability: bool = False
     comment: str = ""
+    valid_users: tuple[str, ...] | None = None  # None: every user may connect
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,15 @@ def _str(table: dict[str, Any], key: str, default: str, where: str) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{where}: {key} must be a string")
     return value
+
+
+def _names(table: dict[str, Any], key: str, where: str) -> tuple[str, ...] | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: {key} must be a list of user names")
+    return tuple(value)
 
 
 def _listen(
@@ -140,6 +150,7 @@ def from_dict(raw: dict[str, Any], path: Path) -> Config:
             read_only=_bool(table, "read_only", False, w),
             continuous_availability=_bool(table, "continuous_availability", False, w),
             comment=_str(table, "comment", "", w),
+            valid_users=_names(table, "valid_users", w),
         )
     return Config(
         path=path, base=base, state_dir=state_dir.resolve(), smb=smb, shares=shares, raw=raw

@@ -44,6 +44,9 @@ def smb_shares(cfg: Config) -> dict[str, ShareConfig]:
             read_only=s.read_only,
             continuous_availability=s.continuous_availability,
             comment=s.comment,
+            valid_users=(
+                None if s.valid_users is None else frozenset(u.casefold() for u in s.valid_users)
+            ),
         )
         for key, s in cfg.shares.items()
     }

@@ -46,6 +46,9 @@ async def handle_tree_connect(req: Request) -> Response:
     share = None if is_ipc else server.find_share(name)
     if share is None and not is_ipc:
         raise SMBError(NTStatus.BAD_NETWORK_NAME, f"no share {name!r}")
+    if share is not None and not share.admits(session.user):
+        # [MS-SMB2] 3.3.5.7: a user the share's access rules refuse gets ACCESS_DENIED
+        raise SMBError(NTStatus.ACCESS_DENIED, f"{session.user!r} may not use share {name!r}")
     if len(session.trees) >= server.limits.trees_per_session:
         raise SMBError(NTStatus.INSUFFICIENT_RESOURCES, "too many tree connects")
     encrypt = (
