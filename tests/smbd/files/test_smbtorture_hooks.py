@@ -141,3 +141,15 @@ async def test_fsp_async_sleep(
         await a.server.files.close(a.server.files.opens[h[1]])
         mock_clock.jump(1)
     assert statuses == [NTStatus.FILE_CLOSED]
+
+
+def test_config_switch(tmp_path: Path) -> None:
+    """``[server] smbtorture_hooks``: false unless the config file says true."""
+    from vmstor.config import ConfigError, from_dict
+    from vmstor.daemon import smb_config
+
+    path = tmp_path / "vmstor.toml"
+    assert not smb_config(from_dict({}, path)).smbtorture_hooks
+    assert smb_config(from_dict({"server": {"smbtorture_hooks": True}}, path)).smbtorture_hooks
+    with pytest.raises(ConfigError, match="smbtorture_hooks"):
+        from_dict({"server": {"smbtorture_hooks": "yes"}}, path)
