@@ -381,10 +381,12 @@ class SMBServer:
                     }
                 )
         files = self.files
+        from smbd.server.files import pipes  # the file handlers load after the core
+
         return {
             "sessions": sess,
             "channels": channels,
-            "opens": files.open_list() if files is not None else [],
+            "opens": (files.open_list() if files is not None else []) + pipes.open_list(self),
             "shares": files.share_statistics()
             if files is not None
             else [

@@ -120,6 +120,21 @@ class PipeService:
             "refused": self.refused,
         }
 
+    def open_list(self) -> list[dict[str, Any]]:
+        """The pipe opens, in the shape of FileServerState.open_list (for ``vmstor status``)."""
+        return [
+            {
+                "session": o.session_id,
+                "share": "IPC$",
+                "path": o.name,
+                "durable": False,
+                "lease": "",
+            }
+            for table in list(self._trees.values())
+            for o in table.values()
+            if not o.closed
+        ]
+
     def opens(self, tree: TreeConnect) -> dict[int, PipeOpen]:
         table = self._trees.get(tree)
         if table is None:
@@ -143,6 +158,12 @@ def service(server: object) -> PipeService:
         seed = int.from_bytes(rng(3), "little") if callable(rng) else 0
         svc = _SERVICES[server] = PipeService((0xFF << 56) | (seed << 16) | 1)
     return svc
+
+
+def open_list(server: object) -> list[dict[str, Any]]:
+    """The server's pipe opens for ``vmstor status`` (none when no pipe was ever opened)."""
+    svc = _SERVICES.get(server)
+    return svc.open_list() if svc is not None else []
 
 
 def server_env(server: SMBServer) -> ServerEnv:

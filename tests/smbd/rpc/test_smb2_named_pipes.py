@@ -17,7 +17,7 @@ import trio
 from smbd.config import ServerConfig, ShareConfig
 from smbd.rpc import pdu
 from smbd.server.files import HANDLERS
-from smbd.server.files.pipes import MAX_PIPES_PER_TREE, server_env, service
+from smbd.server.files.pipes import MAX_PIPES_PER_TREE, open_list, server_env, service
 from smbd.server.model import Connection, Session, TreeConnect
 from smbd.server.request import Request, Response, SMBError
 from smbd.wire import close as wclose
@@ -179,6 +179,17 @@ async def test_3_3_5_9_pipe_open(client: IpcClient) -> None:
     for name in ("lsarpc", "srvsvc\\x", "", "..\\srvsvc"):
         status = await client.status(Command.CREATE, client.create_body(name))
         assert status == NTStatus.OBJECT_NAME_NOT_FOUND, name
+
+
+async def test_pipe_opens_are_listed_for_status(client: IpcClient) -> None:
+    assert open_list(client.server) == []
+    srvsvc = (await client.create("srvsvc")).file_id
+    await client.create("\\PIPE\\wkssvc")
+    listed = open_list(client.server)
+    assert [(o["share"], o["session"]) for o in listed] == [("IPC$", client.session.session_id)] * 2
+    assert sorted(o["path"].lower() for o in listed) == ["srvsvc", "wkssvc"]
+    await client.close(srvsvc)
+    assert [o["path"].lower() for o in open_list(client.server)] == ["wkssvc"]
 
 
 async def test_fscc_2_4_pipe_information(client: IpcClient) -> None:
