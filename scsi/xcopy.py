@@ -17,7 +17,6 @@ thread (``os.copy_file_range`` between the backing files where the kernel can, e
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import struct
 from collections import OrderedDict
@@ -45,8 +44,6 @@ __all__ = [
     "Segment",
     "parse_parameter_list",
 ]
-
-log = logging.getLogger("vmstor.scsi.xcopy")
 
 Buffer = bytes | bytearray | memoryview
 
@@ -431,12 +428,13 @@ class CopyManager:
                 try:
                     await self._copy(plan)
                 except OSError as exc:
-                    log.error(
+                    self.target.log.error(
                         "EXTENDED COPY segment %d (%s -> %s) failed: %s",
                         i,
                         plan.src.name,
                         plan.dst.name,
                         exc,
+                        extra={"initiator": ctx.nexus.initiator_port, "lun": ctx.lun},
                     )
                     raise copy_aborted(Asc.THIRD_PARTY_DEVICE_FAILURE, i) from exc
                 done += 1

@@ -375,3 +375,25 @@ async def test_spc4_6_4_aborted_copy_releases_its_list_identifier(target: Target
     manager._copy_segment = real  # type: ignore[method-assign]
     assert await xcopy(target, params) == (Status.GOOD, b"")
     assert manager.statistics()["running"] == 0
+
+
+async def test_spc4_6_4_3_failing_copy_target_is_third_party_device_failure(
+    target: Target,
+) -> None:
+    await ready(target)
+
+    async def broken(plan: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    target.copy_manager._copy_segment = broken  # type: ignore[method-assign]
+    params = plist([ident(THIN_NAA, 512)], [b2b(0, 0, 8, 0, 8)] * 2, list_id=3)
+    r = await run(target, *_args(params))
+    assert r.sense == bytes.fromhex("70 00 0a 00000000 0a 00000000 0d 01 00 000000")
+    assert data(await run(target, rcr(0x00, 3))) == bytes.fromhex("00000008 02 0000 00 00000000")
+    assert target.statistics()["copy_manager"] == {
+        "copies": 0,
+        "copy_bytes": 0,
+        "copy_errors": 1,
+        "running": 0,
+        "held_results": 0,
+    }
