@@ -7,7 +7,7 @@ import struct
 
 import pytest
 import trio
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scsi import Target
@@ -397,3 +397,48 @@ async def test_spc4_6_4_3_failing_copy_target_is_third_party_device_failure(
         "running": 0,
         "held_results": 0,
     }
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    naas=st.lists(st.sampled_from([THIN_NAA, THICK_NAA, "6" + "1" * 31]), min_size=1, max_size=3),
+    sizes=st.lists(st.sampled_from([512, 4096]), min_size=3, max_size=3),
+    segs=st.lists(
+        st.tuples(
+            st.integers(0, 3),
+            st.integers(0, 3),
+            st.integers(0, 300),
+            st.integers(0, 2100),
+            st.integers(0, 2100),
+            st.integers(0, 1),
+        ),
+        max_size=4,
+    ),
+    usage=st.sampled_from([0, 2, 3]),
+)
+def test_extended_copy_through_the_target_fuzz(
+    target: Target,
+    naas: list[str],
+    sizes: list[int],
+    segs: list[tuple[int, int, int, int, int, int]],
+    usage: int,
+) -> None:
+    """Whatever the descriptors say, EXTENDED COPY ends in GOOD or CHECK CONDITION with
+    fixed sense data, and the copy manager is idle afterwards."""
+    params = plist(
+        [ident(n, sizes[i]) for i, n in enumerate(naas)],
+        [b2b(*s) for s in segs],
+        list_id=0 if usage == 3 else 4,
+        usage=usage,
+    )
+
+    async def one() -> None:
+        r = await run(target, *_args(params), lun=0)
+        assert r.status in (Status.GOOD, Status.CHECK_CONDITION)
+        if r.status == Status.CHECK_CONDITION:
+            assert len(r.sense) == 18 and r.sense[2] in (0x5, 0x6, 0x7, 0xA)
+        assert target.copy_manager.statistics()["running"] == 0
+
+    trio.run(one)
