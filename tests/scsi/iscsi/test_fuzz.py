@@ -9,11 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scsi.iscsi import pdu, text
-from scsi.iscsi.connection import Connection, Limits
+from scsi.iscsi.connection import FAST_DONE, FAST_SLOW, Connection, Execute, Limits
 from scsi.iscsi.errors import LoginError, PduError, TextError
 from scsi.iscsi.framing import Framer
 from scsi.iscsi.login import Login
 from scsi.iscsi.negotiation import Params, TargetLimits
+from scsi.nexus import ScsiResult
 
 bhs = st.binary(min_size=48, max_size=48)
 
@@ -103,3 +104,67 @@ def test_connection_core_never_raises(pdus: list[tuple[int, bytes, bytes]]) -> N
         c.take_output()
         c.take_events()
     assert c.buffered >= 0
+
+
+def _pattern_reader(lun: int, cdb: memoryview, dest: memoryview) -> bool:
+    """A SCSI layer that serves READ(10) of whole 512-byte blocks with a pattern."""
+    if cdb[0] != 0x28 or len(dest) % 512:
+        return False
+    dest[:] = bytes(range(256)) * (len(dest) // 256)
+    return True
+
+
+def _core(hd: bool, dd: bool) -> Connection:
+    return Connection(
+        Params(max_send_data=8192, header_digest=hd, data_digest=dd),
+        exp_cmdsn=100,
+        statsn=7,
+        framer=Framer(header_digest=hd, data_digest=dd),
+        data_out_length=lambda cdb, lun: 0,
+        fast_reader=_pattern_reader,
+        limits=Limits(queue_depth=8, max_buffered=1 << 20, max_transfer=1 << 20),
+    )
+
+
+@settings(max_examples=500)
+@given(
+    st.sampled_from([512, 1024, 4096, 8192, 0, 1000, 8704, 70000]),
+    st.lists(st.tuples(st.integers(0, 47), st.integers(0, 255)), max_size=3),
+    st.booleans(),
+    st.booleans(),
+)
+def test_fast_read_answers_like_the_full_path_or_leaves_it_alone(
+    edtl: int, changes: list[tuple[int, int]], hd: bool, dd: bool
+) -> None:
+    """Connection.fast_read on a READ(10) BHS with up to three bytes changed anywhere:
+    FAST_DONE only where receive() + complete() send the very same bytes (the SCSI
+    layer answering GOOD with the same data); otherwise nothing changed, and the full
+    path takes the PDU."""
+    cdb = bytes.fromhex("28 00 00001000 00") + (edtl // 512).to_bytes(2, "big") + bytes(7)
+    rec = pdu.ScsiCommand(1, 0, edtl, 100, 7, cdb, read=True)
+    raw = bytearray(rec.encode())
+    for pos, value in changes:
+        raw[pos] = value
+    fast, slow = _core(hd, dd), _core(hd, dd)
+    bhs = memoryview(b"".join(bytes(b) for b in fast.framer.frame(bytes(raw))))
+    got = fast.fast_read(bhs)
+    if got != FAST_DONE:
+        assert got == FAST_SLOW
+        assert (fast.exp_cmdsn, fast.max_cmdsn, fast.statsn) == (100, 107, 7)
+        assert fast.take_output() == [] and fast.stats.commands == 0
+        return
+    rx = slow.framer.finish(bhs[:48], bhs[48:])
+    assert isinstance(rx.record, pdu.ScsiCommand)
+    slow.receive(rx)
+    (ev,) = slow.take_events()
+    assert isinstance(ev, Execute)
+    data = bytearray(rx.record.expected_length)
+    assert _pattern_reader(0, memoryview(raw)[32:], memoryview(data))
+    slow.complete(ev.task, ScsiResult(0, data))
+    wire = [b"".join(bytes(b) for iov in c.take_output() for b in iov) for c in (fast, slow)]
+    assert wire[0] == wire[1]
+    assert (fast.exp_cmdsn, fast.max_cmdsn, fast.statsn) == (
+        slow.exp_cmdsn,
+        slow.max_cmdsn,
+        slow.statsn,
+    )
