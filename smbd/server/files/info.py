@@ -11,8 +11,19 @@ from __future__ import annotations
 import logging
 import struct
 import zlib
+from collections import deque
+from typing import Final
 
-from smbd.backend import BackendError, FileAttributes, FileStat, split_path
+from smbd.backend import (
+    BackendError,
+    Components,
+    Disposition,
+    FileAttributes,
+    FileStat,
+    PosixShare,
+    join_components,
+    split_path,
+)
 from smbd.backend.paths import STREAMS_DIR
 from smbd.server.files import eas, pipes, security
 from smbd.server.files.common import (
@@ -123,17 +134,67 @@ def _fit(data: bytes, fixed: int, limit: int) -> Response:
     return Response(wi.pack_query_info_response(data))
 
 
-def _client_path(files: FileServerState, o: Open) -> str:
+# at most this many directory entries are looked at to find the file of a named stream
+# whose file has no open (once per open of the stream)
+STREAM_BASE_SEARCH_LIMIT: Final = 20_000
+
+
+def _find_inode_sync(backend: PosixShare, ino: int, limit: int) -> Components | None:
+    """The components of the file with inode ``ino``, searched breadth-first from the share
+    root over at most ``limit`` directory entries; None when not found within them."""
+    queue: deque[Components] = deque([()])
+    seen = 0
+    while queue:
+        comps = queue.popleft()
+        try:
+            r = backend.open_sync(comps, Disposition.OPEN, 0, want_write=False)
+        except BackendError:
+            continue  # vanished meanwhile
+        try:
+            if not r.handle.is_dir:
+                continue
+            for name in backend.list_names_sync(r.handle):
+                seen += 1
+                if seen > limit:
+                    return None
+                entry = backend.stat_entry_sync(r.handle, name)
+                if entry is None:
+                    continue
+                if entry.file_id == ino:
+                    return (*comps, name)
+                if entry.is_dir:
+                    queue.append((*comps, name))
+        finally:
+            backend.close_sync(r.handle)
+    return None
+
+
+async def _client_path(files: FileServerState, o: Open) -> str:
     """The name the client knows the open by, from the share root without a leading
     backslash: ``dir\\file``, or ``dir\\file:stream`` for a named stream (kept inside the
     share as ``.vmstor-streams\\<inode>\\<stream>``, a name clients never see). The file a
-    stream belongs to is found by its inode among the open files; a stream whose file has
-    no open of its own is named by the stream alone (``:stream``)."""
+    stream belongs to is found by its inode among the open files, else by a bounded search
+    of the share (remembered for the open); not found, the stream is named alone
+    (``:stream``)."""
     comps = o.file.components
     if len(comps) != 3 or comps[0] != STREAMS_DIR:
         return o.file.path
-    base = files.files.get((o.handle.dev, int(comps[1])))
-    return f"{base.path if base is not None else ''}:{comps[2]}"
+    ino = int(comps[1])
+    base = files.files.get((o.handle.dev, ino))
+    if base is not None and base.runtime is o.file.runtime:
+        return f"{base.path}:{comps[2]}"
+    found = o.extra.get("stream_base")
+    if not isinstance(found, tuple):
+        rt = o.file.runtime
+        with smb_errors():
+            found = await rt.backend.run(
+                _find_inode_sync, rt.backend, ino, STREAM_BASE_SEARCH_LIMIT
+            )
+        if found is None:
+            log.info("the file of stream %s is not found", o.file.path)
+            return f":{comps[2]}"
+        o.extra["stream_base"] = found
+    return f"{join_components(found)}:{comps[2]}"
 
 
 def _share_path(path: str) -> str:
@@ -246,7 +307,7 @@ async def _query_file(req: Request, o: Open, q: wi.QueryInfoRequest) -> Response
         st = await rt.backend.stat(o.handle)
     if cls == C.FileStreamInformation:
         return await _query_streams(o, st, q.output_buffer_length)
-    path = _client_path(files_of(req), o)
+    path = await _client_path(files_of(req), o)
     return _fit(_file_class(o, cls, st, path, st.ea_size), _FIXED[C(cls)], q.output_buffer_length)
 
 

@@ -44,3 +44,18 @@ async def test_stream_names_are_the_clients(tmp_path: Path) -> None:
     assert _name(await _query(c, ds.file_id, FILE_NORMALIZED_NAME_INFORMATION)) == ("Dir:DirStream")
     assert _name(await _query(c, f.file_id, FILE_NORMALIZED_NAME_INFORMATION)) == "Dir\\File"
     assert _name(await _query(c, d.file_id, FILE_NAME_INFORMATION)) == "\\Dir"
+
+
+async def test_stream_name_when_its_file_has_no_open(tmp_path: Path) -> None:
+    """The file of a stream opened on its own is found in the share by its inode."""
+    root = tmp_path / "share"
+    (root / "A" / "B").mkdir(parents=True)
+    (root / "A" / "B" / "Base.txt").write_bytes(b"")
+    (root / "A" / "other").write_bytes(b"")
+    files, share = make_state(root)
+    c = Client(files, share)
+    s = await c.create("a\\b\\base.txt:Meta")
+    assert _name(await _query(c, s.file_id, FILE_NAME_INFORMATION)) == "\\A\\B\\Base.txt:Meta"
+    assert _name(await _query(c, s.file_id, FILE_NORMALIZED_NAME_INFORMATION)) == (
+        "A\\B\\Base.txt:Meta"
+    )
