@@ -202,6 +202,7 @@ class Limits:
 @dataclass
 class Stats:
     commands: int = 0
+    fast_reads: int = 0  # commands of them served by the READ fast path
     bytes_in: int = 0  # data-in sent to the initiator
     bytes_out: int = 0  # data-out received from the initiator
     rejects: int = 0
@@ -330,8 +331,10 @@ class Connection:
         if not self.fast_reader(decode_lun(lun), bhs[32:48], view[start:end]):
             return FAST_SLOW
         self.exp_cmdsn = (cmdsn + 1) & 0xFFFFFFFF
-        self.stats.commands += 1
-        self.stats.bytes_in += edtl
+        stats = self.stats
+        stats.commands += 1
+        stats.fast_reads += 1
+        stats.bytes_in += edtl
         self._grow_window()
         statsn = self.statsn
         self.statsn = (statsn + 1) & 0xFFFFFFFF
@@ -454,6 +457,7 @@ class Connection:
         s = self.stats
         return {
             "commands": s.commands,
+            "fast_reads": s.fast_reads,
             "bytes_in": s.bytes_in,
             "bytes_out": s.bytes_out,
             "rejects": s.rejects,

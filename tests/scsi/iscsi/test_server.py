@@ -398,4 +398,6 @@ async def test_rfc7143_11_7_pipelined_reads_take_the_fast_path_with_digests(conf
                 assert bytes(rx.data) == data
             statsns.append(r.statsn)
         assert statsns == list(range(statsns[0], statsns[0] + 40))
+        (info,) = site.service.server.session_info()
+        assert 0 < info["fast_reads"] <= 38  # the TUR and the read out of range are not
         assert (await ini.logout()).response == 0
