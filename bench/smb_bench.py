@@ -51,6 +51,8 @@ from interop.peers import Endpoint, PeerError
 from interop.peers.tools import smbclient
 
 MODES = ("plain", "sign", "encrypt")
+# --tests name -> the metric keys (prefixes) it produces
+TESTS = {"bulk": ("put-", "get-"), "small": ("mput", "mget"), "python": ("py-",)}
 MiB = 1 << 20
 
 
@@ -396,6 +398,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--only", choices=("samba", "vmstor"), help="measure one server only")
+    p.add_argument(
+        "--tests",
+        default=",".join(TESTS),
+        help=f"comma-separated subset of {', '.join(TESTS)} (default: all)",
+    )
     p.add_argument("--reps", type=int, default=3, help="timed runs per figure (default 3)")
     p.add_argument("--size-mib", type=int, default=1024, help="bulk file size (default 1024)")
     p.add_argument("--small-files", type=int, default=1000, help="small-file count (default 1000)")
@@ -416,6 +423,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.reps < 1 or args.size_mib < 1 or args.depth < 1 or args.small_files < 1:
         p.error("--reps, --size-mib, --depth and --small-files must be at least 1")
+    tests = [t for t in args.tests.split(",") if t]
+    if not tests or any(t not in TESTS for t in tests):
+        p.error(f"--tests takes a comma-separated subset of {', '.join(TESTS)}")
     kinds = [args.only] if args.only else ["samba", "vmstor"]
     size = args.size_mib * MiB
     work = Path(tempfile.mkdtemp(prefix="vmstor-bench.", dir=_scratch_dir(3 * size + 64 * MiB)))
@@ -429,12 +439,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         work,
         args.verbose,
     )
-    results = metrics(opts)
+    results = {
+        k: m
+        for k, m in metrics(opts).items()
+        if any(k.startswith(p) for t in tests for p in TESTS[t])
+    }
     try:
         src = work / "src.bin"
         h = hashlib.sha256()
         with src.open("wb") as f:
-            left = size
+            left = size if "bulk" in tests else 0
             while left:
                 b = os.urandom(min(4 * MiB, left))
                 h.update(b)
@@ -443,16 +457,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         digest = h.hexdigest()
         small = work / "small"
         small.mkdir()
-        for i in range(opts.small_files):
+        for i in range(opts.small_files if "small" in tests else 0):
             (small / f"f{i:05d}.dat").write_bytes(os.urandom(opts.small_size))
-        pool = os.urandom(64 * MiB)
+        pool = os.urandom(64 * MiB) if "python" in tests else b""
         with ExitStack() as stack:
             eps = [stack.enter_context(server(kind, args.server_dir)) for kind in kinds]
             for ep in eps:
                 _log(opts, f"{ep.kind} on {ep.host}:{ep.port}")
-            bench_smbclient_bulk(eps, opts, src, digest, results)
-            bench_small_files(eps, opts, small, results)
-            bench_python_client(eps, opts, pool, results)
+            if "bulk" in tests:
+                bench_smbclient_bulk(eps, opts, src, digest, results)
+            if "small" in tests:
+                bench_small_files(eps, opts, small, results)
+            if "python" in tests:
+                bench_python_client(eps, opts, pool, results)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     smbclient_version = subprocess.run(

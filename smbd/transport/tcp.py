@@ -1,14 +1,15 @@
 """[MS-SMB2] 2.1 Direct TCP transport: each message is preceded by a 4-byte header,
 a zero byte and a 24-bit big-endian length.
 
-Each message is received into its own buffer sized from that length (``recv_into``), and
-sent with ``sendmsg`` from the caller's parts with no joining copy.
+Each message is returned in a buffer of its own sized from that length (small ones through a
+per-connection read-ahead buffer, large ones received straight into it with ``recv_into``),
+and sent with ``sendmsg`` from the caller's parts with no joining copy.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
+import math
 import socket as _stdsocket
 import struct
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from smbd.transport.buffers import POOL
 _PREFIX = struct.Struct(">I")
 MAX_FRAME = 0x00FFFFFF  # what 24 bits can say
 _IOV_MAX = 1024
+_READ_AHEAD = 64 * 1024  # per connection; messages up to this size are received through it
 
 
 def _sockname(addr: object) -> str:
@@ -55,7 +57,15 @@ class TCPTransport:
         self.frame_timeout = frame_timeout
         self.send_timeout = send_timeout
         self._send_lock = trio.Lock()
-        self._prefix = bytearray(4)
+        # the stdlib socket under trio's wrapper (non-blocking), used directly; None makes
+        # every call go through trio's socket methods
+        raw = getattr(sock, "_sock", None)
+        self._raw: _stdsocket.socket | None = raw if isinstance(raw, _stdsocket.socket) else None
+        self._rbuf = bytearray(_READ_AHEAD)
+        self._rview = memoryview(self._rbuf)
+        self._rpos = 0  # unconsumed read-ahead bytes are _rbuf[_rpos:_rend]
+        self._rend = 0
+        self._waited = False
         self.bytes_received = 0
         self.bytes_sent = 0
         self.messages_received = 0
@@ -68,49 +78,101 @@ class TCPTransport:
         with contextlib.suppress(OSError):
             sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
 
-    async def _recv_exactly(self, view: memoryview, *, first: bool) -> None:
-        got = 0
-        n = len(view)
-        while got < n:
+    # -- receiving ------------------------------------------------------------------------
+    #
+    # Bytes are read into a read-ahead buffer, so a small message (or several pipelined
+    # ones) arrives with one recv instead of one for the length prefix and one for the
+    # body; it is then copied into a buffer of its own. A large message gets its own pool
+    # buffer: what the read-ahead holds of it is copied, the rest is received straight
+    # into it. The socket calls go to the stdlib socket under trio's wrapper and wait with
+    # wait_readable/wait_writable only when the kernel has nothing: trio's socket methods
+    # yield to the scheduler on every successful call, two or three scheduler passes per
+    # request that cost more than the request's own work.
+
+    async def _recv_into(self, view: memoryview, deadline: float) -> int:
+        raw = self._raw
+        if raw is None:
+            with trio.CancelScope(deadline=deadline) as scope:
+                try:
+                    return await self.sock.recv_into(view, len(view))
+                except OSError as e:
+                    raise TransportClosed(f"receive failed: {e}") from None
+            raise TransportClosed(f"frame not completed within {self.frame_timeout} s")
+        while True:
             try:
-                k = await self.sock.recv_into(view[got:], n - got)
+                return raw.recv_into(view, len(view))
+            except BlockingIOError:
+                pass
+            except InterruptedError:
+                continue
             except OSError as e:
                 raise TransportClosed(f"receive failed: {e}") from None
-            if k == 0:
-                if first and got == 0:
-                    raise TransportClosed("end of stream")
-                raise TransportClosed("end of stream inside a frame")
-            got += k
+            self._waited = True
+            with trio.CancelScope(deadline=deadline) as scope:
+                try:
+                    await trio.lowlevel.wait_readable(raw)
+                except trio.ClosedResourceError:
+                    raise TransportClosed("closed") from None
+            if scope.cancelled_caught:
+                raise TransportClosed(f"frame not completed within {self.frame_timeout} s")
+
+    async def _fill(self, deadline: float, *, first: bool = False) -> None:
+        """Receive more into the read-ahead buffer, moving what it holds to its start."""
+        if self._rpos:
+            held = self._rend - self._rpos
+            self._rview[:held] = self._rview[self._rpos : self._rend]
+            self._rpos, self._rend = 0, held
+        k = await self._recv_into(self._rview[self._rend :], deadline)
+        if k == 0:
+            if first:
+                raise TransportClosed("end of stream")
+            raise TransportClosed("end of stream inside a frame")
+        self._rend += k
 
     async def receive(self) -> memoryview:
-        prefix = memoryview(self._prefix)
-        # Wait as long as it takes for a frame to start (idle policy is the caller's),
-        # then bound the time the rest of it may take.
-        try:
-            k = await self.sock.recv_into(prefix, 4)
-        except OSError as e:
-            raise TransportClosed(f"receive failed: {e}") from None
-        if k == 0:
-            raise TransportClosed("end of stream")
-        with trio.move_on_after(self.frame_timeout) as scope:
-            if k < 4:
-                await self._recv_exactly(prefix[k:], first=False)
-            (word,) = _PREFIX.unpack_from(prefix)
-            if word >> 24:
-                raise FramingError(f"direct TCP header 0x{word:08x}: first byte is not zero")
-            length = word & MAX_FRAME
-            if length == 0:
-                raise FramingError("empty frame")
-            if length > self.max_message_size:
-                raise FramingError(
-                    f"frame of {length} bytes exceeds the limit of {self.max_message_size}"
-                )
+        self._waited = False
+        if self._rend == self._rpos:
+            # wait as long as it takes for a frame to start (idle policy is the caller's)
+            await self._fill(math.inf, first=True)
+        # once its first byte is here, the rest of the frame must follow in frame_timeout
+        deadline = trio.current_time() + self.frame_timeout
+        while self._rend - self._rpos < 4:
+            await self._fill(deadline)
+        (word,) = _PREFIX.unpack_from(self._rbuf, self._rpos)
+        if word >> 24:
+            raise FramingError(f"direct TCP header 0x{word:08x}: first byte is not zero")
+        length = word & MAX_FRAME
+        if length == 0:
+            raise FramingError("empty frame")
+        if length > self.max_message_size:
+            raise FramingError(
+                f"frame of {length} bytes exceeds the limit of {self.max_message_size}"
+            )
+        self._rpos += 4
+        if length <= _READ_AHEAD:
+            while self._rend - self._rpos < length:
+                await self._fill(deadline)
             view = POOL.take(length)
-            await self._recv_exactly(view, first=False)
-        if scope.cancelled_caught:
-            raise TransportClosed(f"frame not completed within {self.frame_timeout} s")
+            view[:] = self._rview[self._rpos : self._rpos + length]
+            self._rpos += length
+        else:
+            view = POOL.take(length)
+            got = self._rend - self._rpos
+            view[:got] = self._rview[self._rpos : self._rend]
+            self._rpos = self._rend = 0
+            while got < length:
+                k = await self._recv_into(view[got:], deadline)
+                if k == 0:
+                    raise TransportClosed("end of stream inside a frame")
+                got += k
+        if self._rpos == self._rend:
+            self._rpos = self._rend = 0
         self.bytes_received += 4 + length
         self.messages_received += 1
+        if not self._waited:
+            # everything was already here (a client pipelining requests): still let the
+            # other tasks run and a cancellation in, once per message
+            await trio.lowlevel.checkpoint()
         return view
 
     def release(self, message: memoryview) -> None:
@@ -118,30 +180,62 @@ class TCPTransport:
         reused (it is only when no slice of it survives)."""
         POOL.give(message)
 
+    # -- sending --------------------------------------------------------------------------
+
     async def send(self, parts: Sequence[Buffer]) -> None:
         total = sum(len(p) for p in parts)
         if total > MAX_FRAME:
             raise ValueError(f"message of {total} bytes does not fit a direct TCP frame")
         views = [memoryview(_PREFIX.pack(total))]
         views.extend(memoryview(p).cast("B") for p in parts if len(p))
-        async with self._send_lock:
-            with trio.move_on_after(self.send_timeout) as scope:
-                await self._sendmsg_all(views)
-            if scope.cancelled_caught:
-                raise TransportClosed(f"peer did not read for {self.send_timeout} s")
+        lock = self._send_lock
+        if lock.locked():
+            await lock.acquire()
+        else:
+            lock.acquire_nowait()  # no scheduler pass when nobody else is sending
+        try:
+            await self._sendmsg_all(views)
+        finally:
+            lock.release()
         self.bytes_sent += 4 + total
         self.messages_sent += 1
 
+    async def _wait_writable(self, deadline: float) -> None:
+        with trio.CancelScope(deadline=deadline) as scope:
+            try:
+                if self._raw is None:
+                    await self.sock.wait_writable()
+                else:
+                    await trio.lowlevel.wait_writable(self._raw)
+            except trio.ClosedResourceError:
+                raise TransportClosed("closed") from None
+        if scope.cancelled_caught:
+            raise TransportClosed(f"peer did not read for {self.send_timeout} s")
+
     async def _sendmsg_all(self, views: list[memoryview]) -> None:
+        """Send every view; TransportClosed when no byte goes out for ``send_timeout``."""
+        raw = self._raw
         i = 0
+        deadline = trio.current_time() + self.send_timeout
         while i < len(views):
             batch = views[i : i + _IOV_MAX]
             try:
-                sent = await self.sock.sendmsg(batch)
+                if raw is None:
+                    with trio.CancelScope(deadline=deadline) as scope:
+                        sent = await self.sock.sendmsg(batch)
+                    if scope.cancelled_caught:
+                        raise TransportClosed(f"peer did not read for {self.send_timeout} s")
+                else:
+                    sent = raw.sendmsg(batch)
+            except BlockingIOError:
+                await self._wait_writable(deadline)
+                continue
+            except InterruptedError:
+                continue
             except OSError as e:
-                if e.errno == errno.EINTR:
-                    continue
                 raise TransportClosed(f"send failed: {e}") from None
+            if sent:
+                deadline = trio.current_time() + self.send_timeout
             # skip what was sent; keep the rest of a partly sent part
             while sent and i < len(views):
                 n = len(views[i])

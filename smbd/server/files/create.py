@@ -22,6 +22,7 @@ from smbd.backend import (
 )
 from smbd.backend.attrs import FileAttributes
 from smbd.backend.paths import STREAMS_DIR, split_stream_path
+from smbd.backend.posix import INLINE_TRUNCATE_MAX
 from smbd.server.files import eas, pipes, security
 from smbd.server.files.common import (
     ACCESS_SYSTEM_SECURITY,
@@ -254,7 +255,7 @@ async def handle_create(req: Request) -> Response:
         await files.close(stale)
     with smb_errors():
         try:
-            result, st, sd_blob = await rt.backend.run(
+            result, st, sd_blob = await rt.backend.run_meta(
                 _open_and_stat,
                 rt.backend,
                 comps,
@@ -268,7 +269,7 @@ async def handle_create(req: Request) -> Response:
             if exc.status == NTStatus.ACCESS_DENIED and want_write and desired & MAXIMUM_ALLOWED:
                 # MAXIMUM_ALLOWED on a file the server cannot write: settle for reading
                 want_write = False
-                result, st, sd_blob = await rt.backend.run(
+                result, st, sd_blob = await rt.backend.run_meta(
                     _open_and_stat,
                     rt.backend,
                     comps,
@@ -335,9 +336,11 @@ async def handle_create(req: Request) -> Response:
     try:
         if result.pending_truncate:
             with smb_errors():
-                st = await rt.backend.run(
-                    _overwrite_and_stat, rt.backend, handle, cr.file_attributes
+                # truncating a large file frees its extents: a thread's work
+                run = (
+                    rt.backend.run if st.end_of_file > INLINE_TRUNCATE_MAX else rt.backend.run_meta
                 )
+                st = await run(_overwrite_and_stat, rt.backend, handle, cr.file_attributes)
         if allocation is not None and result.action != CreateAction.OPENED and not handle.is_dir:
             with smb_errors():
                 await rt.backend.run(rt.backend.set_allocation_sync, handle, allocation)

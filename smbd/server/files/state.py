@@ -434,7 +434,11 @@ class FileServerState:
 
     async def close(self, o: Open) -> None:
         work = self.detach(o)
-        if await o.file.runtime.backend.run(self.finish_close_sync, work):
+        backend = o.file.runtime.backend
+        # unlinking may free a large file's extents: that goes to a thread
+        inline = not work.unlink and backend.cheap_to_close(o.handle)
+        run = backend.run_meta if inline else backend.run
+        if await run(self.finish_close_sync, work):
             self._removed(o)
 
     def renamed(self, file: FileState, components: Components) -> None:
