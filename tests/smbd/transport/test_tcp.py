@@ -86,3 +86,56 @@ async def test_peer_that_never_reads() -> None:
         for _ in range(1000):
             await t.send([bytes(1 << 20)])
     await t.aclose()
+
+
+async def test_pipelined_frames_in_one_segment() -> None:
+    """Several small frames and the start of a large one arrive in one segment: each comes
+    out whole and in order, the large one (beyond the read-ahead buffer) too."""
+    t, peer = await _pair()
+    t.max_message_size = 1 << 20
+    with peer:
+        small = [bytes([i]) * (64 + i) for i in range(20)]
+        large = bytes(range(256)) * 1024  # 256 KiB: received straight into its own buffer
+        wire = b"".join(struct.pack(">I", len(m)) + m for m in [*small, large, b"end"])
+
+        async def send_all() -> None:
+            view = memoryview(wire)
+            while view:
+                n = await peer.send(view[: 1 << 16])
+                view = view[n:]
+
+        async with trio.open_nursery() as n:
+            n.start_soon(send_all)
+            for m in small:
+                assert bytes(await t.receive()) == m
+            assert bytes(await t.receive()) == large
+            assert bytes(await t.receive()) == b"end"
+    await t.aclose()
+    assert t.messages_received == len(small) + 2
+
+
+async def test_concurrent_sends_do_not_interleave() -> None:
+    t, peer = await _pair()
+    with peer:
+        msgs = [bytes([i]) * (300_000 + i) for i in range(4)]  # each larger than a socket buffer
+        got = bytearray()
+        expected = sum(4 + len(m) for m in msgs)
+
+        async def drain() -> None:
+            while len(got) < expected:
+                got.extend(await peer.recv(1 << 16))
+
+        async with trio.open_nursery() as n:
+            n.start_soon(drain)
+            for m in msgs:
+                n.start_soon(t.send, [m[:1000], m[1000:]])
+        view = memoryview(got)
+        seen = set()
+        while view:
+            (length,) = struct.unpack(">I", view[:4])
+            body = bytes(view[4 : 4 + length])
+            assert body == bytes([body[0]]) * length  # one message, not pieces of several
+            seen.add(body[0])
+            view = view[4 + length :]
+        assert seen == {0, 1, 2, 3}
+    await t.aclose()
