@@ -40,10 +40,12 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import functools
 import os
 import stat as st
 import struct
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from enum import IntEnum, IntFlag
 from pathlib import Path
 from typing import NamedTuple, TypeVar
@@ -134,9 +136,14 @@ class FsInfo(NamedTuple):
 
 
 class FileHandle:
-    """One open backend file. ``components`` follows renames made through this share."""
+    """One open backend file. ``components`` follows renames made through this share.
 
-    __slots__ = ("components", "dev", "fd", "ino", "is_dir", "writable")
+    ``users`` counts the calls using ``fd`` right now (see :func:`pinned`): a close that
+    comes while it is non-zero is left to the last of them, so that a descriptor number is
+    never closed, and reused by another open, under a read or write in a worker thread.
+    """
+
+    __slots__ = ("close_pending", "components", "dev", "fd", "ino", "is_dir", "users", "writable")
 
     def __init__(
         self, fd: int, components: Components, *, is_dir: bool, dev: int, ino: int, writable: bool
@@ -147,6 +154,8 @@ class FileHandle:
         self.dev = dev
         self.ino = ino
         self.writable = writable
+        self.users = 0
+        self.close_pending = False
 
     @property
     def key(self) -> tuple[int, int]:
@@ -154,6 +163,32 @@ class FileHandle:
 
     def __repr__(self) -> str:
         return f"<FileHandle fd={self.fd} {join_components(self.components)!r}>"
+
+
+# Guards FileHandle.fd / users / close_pending: pins are taken on the event loop, closes
+# happen on the loop or in worker threads. Held for a few instructions, never across I/O.
+_FD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def pinned(*handles: FileHandle) -> Iterator[None]:
+    """Keep the handles' descriptors open for the block (a close meanwhile waits for it)."""
+    with _FD_LOCK:
+        for h in handles:
+            h.users += 1
+    try:
+        yield
+    finally:
+        fds = []
+        with _FD_LOCK:
+            for h in handles:
+                h.users -= 1
+                if not h.users and h.close_pending and h.fd >= 0:
+                    fds.append(h.fd)
+                    h.fd = -1
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class OpenResult(NamedTuple):
@@ -294,9 +329,11 @@ class PosixShare:
             self._root_fd = -1
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """Run a blocking backend call in a worker thread under the share's limiter."""
+        """Run a blocking backend call in a worker thread under the share's limiter; the
+        FileHandles among ``args`` stay open until it returns (:func:`pinned`)."""
         try:
-            return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+            with pinned(*[a for a in args if isinstance(a, FileHandle)]):
+                return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
         except OSError as exc:  # a *_sync body missed one: still never escapes raw
             raise BackendError(status_for_errno(exc.errno), str(exc)) from exc
 
@@ -314,7 +351,8 @@ class PosixShare:
         if not self.inline_metadata:
             return await self.run(fn, *args)
         try:
-            return fn(*args)
+            with pinned(*[a for a in args if isinstance(a, FileHandle)]):
+                return fn(*args)
         except OSError as exc:
             raise BackendError(status_for_errno(exc.errno), str(exc)) from exc
 
@@ -631,12 +669,18 @@ class PosixShare:
         return await self.run(body)
 
     def close_sync(self, handle: FileHandle) -> None:
-        if handle.fd >= 0:
+        """Close the descriptor, or, while a call still uses it, leave that to the call."""
+        with _FD_LOCK:
+            if handle.users:
+                handle.close_pending = True
+                return
             fd, handle.fd = handle.fd, -1
+        if fd >= 0:
             os.close(fd)
 
     async def close_handle(self, handle: FileHandle) -> None:
-        await self.run(self.close_sync, handle)
+        # not through run(): that would pin the handle being closed
+        await trio.to_thread.run_sync(self.close_sync, handle, limiter=self._limiter)
 
     # -- attributes -----------------------------------------------------------------------
 
@@ -941,7 +985,8 @@ class PosixShare:
         if not _RWF_NOWAIT or len(buf) > INLINE_READ_MAX or not len(buf):
             return None
         try:
-            return os.preadv(handle.fd, [buf], offset, _RWF_NOWAIT)
+            with pinned(handle):
+                return os.preadv(handle.fd, [buf], offset, _RWF_NOWAIT)
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as exc:
@@ -982,10 +1027,7 @@ class PosixShare:
     async def write(
         self, handle: FileHandle, data: memoryview, offset: int, *, sync: bool = False
     ) -> int:
-        def body() -> int:
-            return self.write_sync(handle, data, offset, sync=sync)
-
-        return await self.run(body)
+        return await self.run(functools.partial(self.write_sync, sync=sync), handle, data, offset)
 
     def flush_sync(self, handle: FileHandle) -> None:
         with os_errors("fsync"):
