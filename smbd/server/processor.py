@@ -46,6 +46,12 @@ if TYPE_CHECKING:
     from smbd.server.server import SMBServer
 
 _SESSION_ID_NONE = 0xFFFF_FFFF_FFFF_FFFF
+# header flags as plain ints: an IntFlag operation builds an enum member (~1 us), and the
+# hot path tests a dozen flags per request
+_SERVER_TO_REDIR = int(HeaderFlags.SERVER_TO_REDIR)
+_RELATED = int(HeaderFlags.RELATED_OPERATIONS)
+_SIGNED = int(HeaderFlags.SIGNED)
+_ASYNC = int(HeaderFlags.ASYNC_COMMAND)
 _POOLED = 64 * 1024  # decrypted and encrypted messages this large use pooled buffers
 _U32_READERS: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
     # command: ((send payload offsets), (expected response offsets)) in the body
@@ -160,16 +166,21 @@ class ConnectionProcessor:
         limits = self.server.limits
         while not self.conn.closed:
             idle = limits.handshake_timeout if not self._has_valid_session() else None
+            timed_out = False
             try:
-                with trio.move_on_after(idle if idle is not None else float("inf")) as scope:
+                if idle is None:  # no cancel scope per message once a session is set up
                     msg = await self.transport.receive()
+                else:
+                    with trio.move_on_after(idle) as scope:
+                        msg = await self.transport.receive()
+                    timed_out = scope.cancelled_caught
             except TransportClosed as e:
                 self.log.debug("connection closed: %s", e, extra=self._extra)
                 return
             except FramingError as e:
                 self.log.warning("dropping connection: %s", e, extra=self._extra)
                 return
-            if scope.cancelled_caught:
+            if timed_out:
                 self.log.warning(
                     "dropping connection: nothing established within %.1f s",
                     idle,
@@ -309,7 +320,8 @@ class ConnectionProcessor:
         self._check_transition(
             ConnEvent.NEGOTIATE if cmd == Command.NEGOTIATE else ConnEvent.REQUEST
         )
-        if header.flags & HeaderFlags.SERVER_TO_REDIR:
+        flags = int(header.flags)
+        if flags & _SERVER_TO_REDIR:
             raise Disconnect("request with SERVER_TO_REDIR set")
         if cmd == Command.CANCEL:
             self._cancel(element, header, chain)
@@ -317,13 +329,14 @@ class ConnectionProcessor:
         self.requests += 1
 
         # [MS-SMB2] 3.3.5.2.3 / 3.3.5.2.5: message id inside the window, charge covers it
-        charge = max(header.credit_charge, 1) if conn.supports_large_mtu else 1
+        large_mtu = conn.supports_large_mtu
+        charge = max(header.credit_charge, 1) if large_mtu else 1
         try:
             conn.credits.consume(header.message_id, charge)
         except CreditError as e:
             raise Disconnect(str(e)) from None
 
-        related = bool(header.flags & HeaderFlags.RELATED_OPERATIONS)
+        related = bool(flags & _RELATED)
         req = Request(
             header=header,
             body=element[HEADER_SIZE:],
@@ -355,7 +368,8 @@ class ConnectionProcessor:
                 if info.needs_tree:
                     self._lookup_tree(req, chain, related)
                 # after the session: its error is signed like any of the session's
-                self._check_credit_charge(header, req.body, charge)
+                if large_mtu:
+                    self._check_credit_charge(header, req.body, charge)
                 resp = await self._run_handler(req, handler, state)
             except SMBError as e:
                 resp = Response(error_body(e.error_data), e.status)
@@ -419,8 +433,6 @@ class ConnectionProcessor:
 
     def _check_credit_charge(self, header: Header, body: memoryview, charge: int) -> None:
         """[MS-SMB2] 3.3.5.2.5: with multi-credit, CreditCharge must cover the payload."""
-        if not self.conn.supports_large_mtu:
-            return
         offsets = _U32_READERS.get(header.command)
         if offsets is None:
             return
@@ -500,7 +512,7 @@ class ConnectionProcessor:
             if chain.encrypted_by is not session:
                 raise Disconnect("compound request mixes encrypted sessions")
             return
-        if header.flags & HeaderFlags.SIGNED:
+        if int(header.flags) & _SIGNED:
             self._verify_signature(req, session)
         elif session.signing_required:
             raise SMBError(NTStatus.ACCESS_DENIED, "unsigned request on a signed session")
@@ -670,13 +682,13 @@ class ConnectionProcessor:
         conn = self.conn
         charge = max(header.credit_charge, 1) if conn.supports_large_mtu else 1
         grant = 0 if state.credits_granted else conn.credits.grant(header.credits, charge)
-        flags = header.flags & HeaderFlags.RELATED_OPERATIONS
+        flags = int(header.flags) & _RELATED
         session = req.session
         sid = session.session_id if session is not None else header.session_id
         if header.command == Command.NEGOTIATE:
             sid = 0
         if req.async_id:
-            flags |= HeaderFlags.ASYNC_COMMAND
+            flags |= _ASYNC
         h = Header(
             credit_charge=header.credit_charge,
             status=resp.status,
@@ -693,7 +705,7 @@ class ConnectionProcessor:
         out = OutMessage(h, resp.body, after_send=req.on_response)
         if session is not None:
             self._sign_setup(out, session, req, state)
-        elif header.flags & HeaderFlags.SIGNED and _is_error(resp.status):
+        elif int(header.flags) & _SIGNED and _is_error(resp.status):
             out.echo_signature = bytes(req.message[SIGNATURE_OFFSET : SIGNATURE_OFFSET + 16])
         if req.async_id:
             # the final response of an async request goes out on its own
@@ -708,9 +720,7 @@ class ConnectionProcessor:
         signing, or the response must be signed; never for guest or anonymous sessions."""
         if session.keys is None or session.is_guest or session.is_anonymous:
             return
-        if not (
-            req.sign_response or session.signing_required or req.header.flags & HeaderFlags.SIGNED
-        ):
+        if not (req.sign_response or session.signing_required or int(req.header.flags) & _SIGNED):
             return
         if req.sign_with is not None:
             out.sign_key, out.sign_algorithm = req.sign_with

@@ -108,11 +108,14 @@ class TCPTransport:
             except OSError as e:
                 raise TransportClosed(f"receive failed: {e}") from None
             self._waited = True
-            with trio.CancelScope(deadline=deadline) as scope:
-                try:
+            try:
+                if deadline == math.inf:  # between frames: no cancel scope needed
                     await trio.lowlevel.wait_readable(raw)
-                except trio.ClosedResourceError:
-                    raise TransportClosed("closed") from None
+                    continue
+                with trio.CancelScope(deadline=deadline) as scope:
+                    await trio.lowlevel.wait_readable(raw)
+            except trio.ClosedResourceError:
+                raise TransportClosed("closed") from None
             if scope.cancelled_caught:
                 raise TransportClosed(f"frame not completed within {self.frame_timeout} s")
 
