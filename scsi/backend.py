@@ -39,6 +39,28 @@ _fallocate = _libc.fallocate
 _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
 _fallocate.restype = ctypes.c_int
 
+# cachestat(2) (Linux 6.5): how many pages of a file range the page cache holds, without
+# touching them; the zero-copy READ path sends only ranges it holds entirely.
+_SYS_CACHESTAT = 451  # the same number on every architecture (the unified syscall table)
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+_syscall.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long]
+
+
+class _CachestatRange(ctypes.Structure):
+    _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+
+
+class _Cachestat(ctypes.Structure):
+    _fields_ = [
+        ("nr_cache", ctypes.c_uint64),
+        ("nr_dirty", ctypes.c_uint64),
+        ("nr_writeback", ctypes.c_uint64),
+        ("nr_evicted", ctypes.c_uint64),
+        ("nr_recently_evicted", ctypes.c_uint64),
+    ]
+
 
 def _fallocate_mode(fd: int, mode: int, offset: int, length: int) -> None:
     if _fallocate(fd, mode, offset, length) != 0:
@@ -85,6 +107,14 @@ class Backend(Protocol):
         """Fill ``dest`` (whole blocks) from ``lba`` if that needs no waiting (cached);
         False (``dest`` then holds nothing useful) when it would."""
 
+    def cached(self, lba: int, blocks: int) -> bool:
+        """Whether the page cache holds all of the range (reading it would not wait).
+        False when that cannot be told."""
+
+    def fileno(self) -> int:
+        """The file holding the unit, block ``lba`` at byte ``lba * block_size``; -1
+        once closed."""
+
     async def write(self, lba: int, data: Sequence[Buffer], *, fua: bool = False) -> None: ...
     async def flush(self) -> None: ...
     async def unmap(self, extents: Sequence[tuple[int, int]]) -> None: ...
@@ -114,6 +144,11 @@ class FileBackend:
         self.num_blocks = size // block_size
         self._limiter = limiter or trio.CapacityLimiter(8)
         self.nowait_hits = 0
+        # cachestat(2) arguments, reused: cached() runs on the event loop only.
+        self._cs_range = _CachestatRange()
+        self._cs = _Cachestat()
+        self._cs_args = (ctypes.addressof(self._cs_range), ctypes.addressof(self._cs))
+        self._cachestat = True  # until the kernel says it has no cachestat(2)
 
     @classmethod
     def create(
@@ -209,6 +244,26 @@ class FileBackend:
             return False
         self.nowait_hits += 1
         return True
+
+    def cached(self, lba: int, blocks: int) -> bool:
+        """cachestat(2) over the range: True when every page of it is in the page cache,
+        so that reading it (or ``sendfile`` from it) does not wait for the disk, short of
+        the pages being evicted in between.  False without cachestat (before Linux 6.5)."""
+        if not self._cachestat or self._fd < 0 or blocks <= 0:
+            return False
+        bs = self.block_size
+        offset = lba * bs
+        end = offset + blocks * bs
+        first = offset // _PAGE
+        pages = (end + _PAGE - 1) // _PAGE - first
+        rng = self._cs_range
+        rng.off = first * _PAGE
+        rng.len = pages * _PAGE
+        if _syscall(_SYS_CACHESTAT, self._fd, *self._cs_args, 0) != 0:
+            if ctypes.get_errno() in (errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP):
+                self._cachestat = False
+            return False
+        return bool(self._cs.nr_cache >= pages)
 
     async def read(self, lba: int, blocks: int) -> bytearray:
         buf = self.read_now(lba, blocks)

@@ -19,6 +19,7 @@ import trio
 
 from . import commands
 from .alua import AluaState, TargetPortGroup, check_access
+from .backend import Backend
 from .cdb import Op, check_length, parameter_list_length, parse_rw
 from .lun import LogicalUnit
 from .nexus import Nexus, ScsiResult
@@ -55,6 +56,25 @@ class _NexusState:
     # LUNs this nexus has addressed since it appeared (the rest still owe 29/00).
     seen: set[int] = field(default_factory=set)
     commands: int = 0
+
+
+class ReadHold:
+    """A READ whose data the transport sends from the LUN's file later (see
+    :meth:`Target.read_span`): counted in the unit's WRITE ATOMIC gate until
+    :meth:`release` (idempotent)."""
+
+    __slots__ = ("_gate",)
+
+    def __init__(self, gate: commands.IoGate) -> None:
+        # The synchronous IoGate.enter: the gate is open (the unit is not in EXCLUSIVE,
+        # which the caller checked), so there is nothing to wait for.
+        gate.inflight += 1
+        self._gate: commands.IoGate | None = gate
+
+    def release(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.leave()
 
 
 class Target:
@@ -468,50 +488,86 @@ class Target:
         or control bits, in range.  Anything else is False, having changed nothing: the
         transport then runs the command through :meth:`execute_now` / :meth:`execute`,
         which report the error or wait for the disk."""
+        plain = self._plain_read(nexus, lun, cdb, len(dest))
+        if plain is None:
+            return False
+        lu, lba, _blocks = plain
+        if not lu.backend.read_now_into(lba, dest):
+            return False
+        self._plain_read_done(nexus, lu, len(dest))
+        return True
+
+    def read_span(
+        self, nexus: Nexus, lun: int, cdb: bytes | memoryview, length: int
+    ) -> tuple[Backend, int, ReadHold] | None:
+        """The zero-copy fast path of a plain READ(10) or READ(16) of ``length`` bytes
+        (the initiator's expected length) whose data the page cache holds: the backend,
+        the byte offset in its file (:meth:`Backend.fileno`) of the data, for the
+        transport to send straight from the file, and a :class:`ReadHold` the transport
+        releases once it has sent the data (or given up on it); the command counts as
+        ended with GOOD status.  The same conditions as :meth:`read_now_into`; None
+        changed nothing.
+
+        Until released, the read counts as in flight on its unit, so that a WRITE ATOMIC
+        waits for the data to have left (SBC-4 4.29.1: no command sees part of it)."""
+        plain = self._plain_read(nexus, lun, cdb, length)
+        if plain is None:
+            return None
+        lu, lba, blocks = plain
+        backend = lu.backend
+        if not backend.cached(lba, blocks):
+            return None
+        self._plain_read_done(nexus, lu, length)
+        return backend, lba * lu.block_size, ReadHold(commands.io_gate(lu))
+
+    def _plain_read(
+        self, nexus: Nexus, lun: int, cdb: bytes | memoryview, length: int
+    ) -> tuple[LogicalUnit, int, int] | None:
+        """(unit, LBA, blocks) of a READ the fast paths may serve (see
+        :meth:`read_now_into`) transferring exactly ``length`` bytes, else None."""
         op = cdb[0]
         if op == Op.READ_10:
             _, flags, lba, _group, blocks, control = _READ10.unpack_from(cdb)
         elif op == Op.READ_16:
             _, flags, lba, blocks, _group, control = _READ16.unpack_from(cdb)
         else:
-            return False
+            return None
         if flags & 0xE0 or control & 0x04:  # RDPROTECT, NACA: the full path decides
-            return False
+            return None
         lu = self.luns.get(lun)
         st = self._nexuses.get(nexus.key)
         if lu is None or st is None or (st.nexus is not nexus and st.nexus != nexus):
-            return False
+            return None
         if self.masking is not None:
             allowed = self.masking(nexus)
             if allowed is not None and lun not in allowed:
-                return False
+                return None
         if lun not in st.seen or st.ua.get(lun):
-            return False
+            return None
         if lu.reserved_by is not None or lu.pr.type is not None or lu in commands.EXCLUSIVE:
-            return False
+            return None
         state = self.alua_state(nexus.tpg, lu)
         if state != AluaState.ACTIVE_OPTIMIZED and (
             state != AluaState.ACTIVE_NON_OPTIMIZED or self.non_optimized_delay > 0
         ):
-            return False
-        length = blocks * lu.block_size
+            return None
         if (
             not blocks
-            or length != len(dest)
+            or blocks * lu.block_size != length
             or length > LIMITS.max_transfer_bytes
             or lba + blocks > lu.num_blocks
             or self.command_table.entries.get((op, None), _NO_ENTRY)[0] is not commands.read
         ):
-            return False
-        if not lu.backend.read_now_into(lba, dest):
-            return False
+            return None
+        return lu, lba, blocks
+
+    def _plain_read_done(self, nexus: Nexus, lu: LogicalUnit, length: int) -> None:
         lu.stats["read_ops"] += 1
         lu.stats["read_bytes"] += length
         stats = self._stats
         stats["commands"] += 1
         stats["bytes_in"] += length
-        st.commands += 1
-        return True
+        self._nexuses[nexus.key].commands += 1
 
     def _account(
         self, st: _NexusState, result: ScsiResult, data_out: memoryview | None

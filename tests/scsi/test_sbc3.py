@@ -5,6 +5,10 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from pathlib import Path
+
+import trio
+import trio.testing
 
 from scsi import FileBackend, Target
 from scsi.sense import Status
@@ -315,3 +319,71 @@ async def test_sbc3_5_8_read_now_into_only_serves_what_execute_answers_with_good
     assert sense(await run(target, read10)) == (6, 0x2A, 0x06)
     assert target.read_now_into(nexus, 0, read10, memoryview(buf))
     assert target.statistics()["commands"] == before + 2 + 4
+
+
+async def test_sbc3_5_8_read_span_serves_cached_data_from_the_lun_file(target: Target) -> None:
+    """Target.read_span, the zero-copy READ path: where read_now_into would serve, it
+    gives the backend and the byte offset of the data in its file (which holds what
+    execute() reads), counting the command; the same refusals, and data the page cache
+    does not hold, give None with nothing counted."""
+    nexus = INI_A
+    await ready(target)
+    await ready(target, lun=1)
+    pattern = os.urandom(4096)
+    assert (await run(target, bytes.fromhex("2a 00 00000010 00 0008 00"), pattern)).status == 0
+    read16 = bytes.fromhex("88 00 0000000000000001 00000001 00 00")  # thick: 4 KiB blocks
+    assert (await run(target, read16, lun=1)).status == 0  # brings the block in
+    before = target.statistics()["commands"]
+    assert isinstance(before, int)
+    read10 = bytes.fromhex("28 00 00000010 00 0008 00")
+    span = target.read_span(nexus, 0, read10, 4096)
+    assert span is not None
+    backend, offset, hold = span
+    assert backend is target.luns[0].backend and offset == 16 * 512
+    assert os.pread(backend.fileno(), 4096, offset) == pattern
+    # SBC-4 4.29.1: a WRITE ATOMIC waits until the held read's data has been sent.
+    atomic = bytes.fromhex("9c 00 0000000000000010 0000 0008 00 00")
+    done: list[int] = []
+
+    async def write_atomic() -> None:
+        done.append((await run(target, atomic, bytes(4096))).status)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(write_atomic)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not done
+        assert os.pread(backend.fileno(), 4096, offset) == pattern
+        hold.release()
+        hold.release()  # idempotent
+    assert done == [Status.GOOD]
+    before += 1
+    span = target.read_span(nexus, 1, read16, 4096)
+    assert span is not None and span[1] == 4096
+    span[2].release()
+    assert target.statistics()["commands"] == before + 2
+    for lun, cdb, n in [
+        (0, bytes.fromhex("28 20 00000010 00 0008 00"), 4096),  # RDPROTECT
+        (0, bytes.fromhex("28 00 000007ff 00 0002 00"), 1024),  # beyond the last LBA
+        (0, read10, 2048),  # EDTL shorter than the transfer
+        (7, read10, 4096),  # no LU
+    ]:
+        assert target.read_span(nexus, lun, cdb, n) is None, cdb.hex()
+    # Not in the page cache: the full path reads it (in a worker thread).
+    fd = backend.fileno()
+    os.fdatasync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    assert target.read_span(nexus, 0, read10, 4096) is None
+    assert target.statistics()["commands"] == before + 2
+
+
+def test_sbc3_backend_cached_tells_page_cache_residency(tmp_path: Path) -> None:
+    b = FileBackend.create(tmp_path / "lun.img", 8 << 20, block_size=512)
+    try:
+        os.pread(b.fileno(), 1 << 20, 1 << 20)
+        assert b.cached(2048, 2048) and b.cached(2049, 8)
+        os.posix_fadvise(b.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        assert not b.cached(2048, 2048)
+        assert not b.cached(0, 0)
+    finally:
+        b.close()
+    assert not b.cached(0, 8)  # closed
