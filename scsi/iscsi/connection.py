@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 from scsi.iscsi import pdu, text
 from scsi.iscsi.errors import PduError, RejectReason, TextError
-from scsi.iscsi.framing import Framer, Received, crc
+from scsi.iscsi.framing import FileSource, FileSpan, Framer, Hold, Piece, Received, crc
 from scsi.iscsi.negotiation import Params
 from scsi.iscsi.pdu import RESERVED_TAG, TmfFunction, TmfResponse
 from scsi.nexus import ScsiResult
@@ -40,7 +40,7 @@ from scsi.sense import SenseError, Status
 log = logging.getLogger("vmstor.iscsi")
 
 Buffer = bytes | bytearray | memoryview
-Iovecs = list[Buffer]
+Iovecs = Sequence[Piece]  # one PDU: buffers, and file data (FileSpan) when sent from a file
 
 SERIAL_HALF = 1 << 31
 
@@ -203,6 +203,7 @@ class Limits:
 class Stats:
     commands: int = 0
     fast_reads: int = 0  # commands of them served by the READ fast path
+    file_reads: int = 0  # READs whose Data-In is sent from the LUN's file (complete_span)
     bytes_in: int = 0  # data-in sent to the initiator
     bytes_out: int = 0  # data-out received from the initiator
     rejects: int = 0
@@ -254,6 +255,7 @@ class Connection:
         self.ttt_owner: dict[int, Task] = {}
         self.buffered = 0
         self.out: deque[Iovecs] = deque()
+        self.holds: list[Hold] = []  # of the FileSpans in self.out
         self.events: list[Event] = []
         self.pending_ping: int | None = None
         self.text_pending: bytes = b""  # a long Text Response continued with TTT
@@ -349,6 +351,12 @@ class Connection:
         self.out.append([view[pos : pos + size]])
         return FAST_DONE
 
+    def take_holds(self) -> list[Hold]:
+        """The holds of the file data queued so far (:meth:`complete_span`): the driver
+        releases them once the output taken with them has been sent, or dropped."""
+        holds, self.holds = self.holds, []
+        return holds
+
     def output_sent(self) -> None:
         """The driver sent everything :meth:`take_output` gave it; when nothing more is
         queued, no buffer refers to the output arena any more and it is reused."""
@@ -405,6 +413,27 @@ class Connection:
         self._finish(task)
         self._respond(task, result)
 
+    def complete_span(
+        self, task: Task, source: FileSource, offset: int, hold: Hold | None = None
+    ) -> None:
+        """A READ that ended with GOOD status, its ``task.edtl`` bytes of data at ``offset``
+        in ``source``'s file (the SCSI layer's zero-copy path): the Data-In PDUs, status
+        collapsed into the last, carry :class:`FileSpan` segments the driver sends from the
+        file.  ``hold`` is released once the driver has sent them or given up (see
+        :meth:`take_holds`).  Not with a data digest (ValueError): its CRC needs the data
+        in memory."""
+        if self.framer.data_digest or self.tasks.get(task.itt) is not task:
+            if hold is not None:
+                hold.release()
+            if self.framer.data_digest:
+                raise ValueError("a data digest needs the data in memory")
+            return  # aborted meanwhile
+        if hold is not None:
+            self.holds.append(hold)
+        self._finish(task)
+        self.stats.file_reads += 1
+        self._respond(task, ScsiResult(Status.GOOD), [FileSpan(source, offset, task.edtl)])
+
     def abandon(self, task: Task) -> None:
         """Forget a task without a response (aborted by a TMF or a logout)."""
         if self.tasks.get(task.itt) is task:
@@ -458,6 +487,7 @@ class Connection:
         return {
             "commands": s.commands,
             "fast_reads": s.fast_reads,
+            "file_reads": s.file_reads,
             "bytes_in": s.bytes_in,
             "bytes_out": s.bytes_out,
             "rejects": s.rejects,
@@ -729,14 +759,20 @@ class Connection:
         task.buffer = None
         self._grow_window()
 
-    def _respond(self, task: Task, result: ScsiResult) -> None:
-        """Data-In PDUs (phase-collapsed status when possible) and/or a SCSI Response."""
+    def _respond(
+        self, task: Task, result: ScsiResult, spans: Sequence[Piece] | None = None
+    ) -> None:
+        """Data-In PDUs (phase-collapsed status when possible) and/or a SCSI Response.
+        The data is ``result.data``, or ``spans`` when given."""
         p = self.params
         status: int = result.status
         sense: bytes = result.sense
-        chunks: Sequence[Buffer]
-        data = result.data
-        chunks = data if isinstance(data, list) else [data]
+        chunks: Sequence[Piece]
+        if spans is not None:
+            chunks = spans
+        else:
+            data = result.data
+            chunks = data if isinstance(data, list) else [data]
         total = sum(len(c) for c in chunks)
         send = min(total, task.edtl) if task.read else 0
         residual, over, under = 0, False, False
@@ -794,7 +830,7 @@ class Connection:
                         lun=task.lun,
                         data_length=n,
                     )
-                self.out.append(self.framer.frame(rec.encode(), *seg))
+                self.out.append(self.framer.frame_pieces(rec.encode(), *seg))
                 datasn += 1
                 offset += n
             self.stats.bytes_in += send
@@ -969,16 +1005,33 @@ class Connection:
         raise PduError(RejectReason.PROTOCOL_ERROR, "Login Request in full feature phase")
 
 
-def _segments(chunks: Sequence[Buffer], total: int, limit: int) -> list[list[memoryview]]:
+def _segments(chunks: Sequence[Piece], total: int, limit: int) -> list[list[Piece]]:
     """Split the first ``total`` bytes of ``chunks`` into PDUs of at most ``limit`` bytes,
-    as memoryview slices (no copy)."""
+    as memoryview slices or :class:`FileSpan` cuts (no copy)."""
     if len(chunks) == 1 and total <= limit:  # the common case: one buffer, one PDU
-        return [[memoryview(chunks[0]).cast("B")[:total]]]
-    out: list[list[memoryview]] = []
-    cur: list[memoryview] = []
+        only = chunks[0]
+        if isinstance(only, FileSpan):
+            return [[only.cut(0, total)]]
+        return [[memoryview(only).cast("B")[:total]]]
+    out: list[list[Piece]] = []
+    cur: list[Piece] = []
     room = limit
     left = total
     for c in chunks:
+        if isinstance(c, FileSpan):
+            pos = 0
+            while pos < len(c) and left:
+                n = min(len(c) - pos, room, left)
+                cur.append(c.cut(pos, n))
+                pos += n
+                room -= n
+                left -= n
+                if room == 0:
+                    out.append(cur)
+                    cur, room = [], limit
+            if not left:
+                break
+            continue
         v = memoryview(c).cast("B") if not isinstance(c, memoryview) else c.cast("B")
         while v and left:
             n = min(len(v), room, left)

@@ -7,12 +7,15 @@ both to :meth:`Framer.finish`. Sending is :meth:`Framer.frame`, which returns io
 
 Digests are CRC32C (Castagnoli) and travel least-significant byte first. The header digest
 covers BHS + AHS; the data digest covers the data segment and its padding.
+
+A data segment may also be a :class:`FileSpan`, a range of a file the driver sends with
+``sendfile`` (zero copy) when no data digest was negotiated.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import crc32c
 
@@ -20,8 +23,45 @@ from scsi.iscsi import pdu
 from scsi.iscsi.errors import DigestError, PduError, RejectReason
 
 _DIGEST = struct.Struct("<I")
-Buffer = memoryview | bytes | bytearray
 _PADS = (b"", b"\0", b"\0\0", b"\0\0\0")
+
+
+class FileSource(Protocol):
+    def fileno(self) -> int:
+        """The open file (-1 once closed: the send then fails and the connection ends)."""
+
+
+class Hold(Protocol):
+    def release(self) -> None:
+        """The data of the span was sent (or will never be): whatever kept it valid may
+        go (idempotent)."""
+
+
+class FileSpan:
+    """``length`` bytes of ``source``'s file from byte ``offset``: a data segment (or part
+    of one) the driver sends from the file (``sendfile``), not from memory.  The file
+    descriptor is taken from ``source`` when the span is sent."""
+
+    __slots__ = ("length", "offset", "source")
+
+    def __init__(self, source: FileSource, offset: int, length: int) -> None:
+        self.source = source
+        self.offset = offset
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def cut(self, start: int, length: int) -> FileSpan:
+        """The ``length`` bytes from ``start`` of this span."""
+        return FileSpan(self.source, self.offset + start, length)
+
+    def __repr__(self) -> str:
+        return f"FileSpan(fd={self.source.fileno()}, offset={self.offset}, length={self.length})"
+
+
+Buffer = memoryview | bytes | bytearray
+Piece = Buffer | FileSpan  # one iovec of a PDU to send
 
 
 def crc(data: memoryview | bytes | bytearray, value: int = 0) -> int:
@@ -115,7 +155,7 @@ class Framer:
         record = pdu.decode(header, allowed=self.allowed)
         return Received(record, header, ahs, data)
 
-    def frame(self, header: bytes, *data: memoryview | bytes | bytearray) -> list[Buffer]:
+    def frame(self, header: bytes, *data: Buffer) -> list[Buffer]:
         """iovecs for one PDU: header (+digest), data pieces, padding (+digest)."""
         out: list[Buffer] = []
         if self.header_digest:
@@ -136,4 +176,21 @@ class Framer:
                 out.append(pad + _DIGEST.pack(crc(pad, value)))
             elif pad:
                 out.append(pad)
+        return out
+
+    def frame_pieces(self, header: bytes, *data: Piece) -> list[Piece]:
+        """:meth:`frame` for a data segment that may hold :class:`FileSpan` pieces; a
+        data digest cannot cover those (ValueError)."""
+        if not any(isinstance(piece, FileSpan) for piece in data):
+            return list(self.frame(header, *data))  # type: ignore[arg-type]
+        if self.data_digest:
+            raise ValueError("a data digest needs the data in memory")
+        out: list[Piece] = [header + _DIGEST.pack(crc(header)) if self.header_digest else header]
+        n = 0
+        for piece in data:
+            if len(piece):
+                out.append(piece)
+                n += len(piece)
+        if n & 3:
+            out.append(_PADS[-n & 3])
         return out

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from scsi.iscsi import pdu
 from scsi.iscsi.connection import (
     FAST_DONE,
@@ -21,7 +23,7 @@ from scsi.iscsi.connection import (
     decode_lun,
     encode_lun,
 )
-from scsi.iscsi.framing import Framer, Received
+from scsi.iscsi.framing import FileSpan, Framer, Piece, Received
 from scsi.iscsi.negotiation import Params
 from scsi.nexus import ScsiResult
 
@@ -49,10 +51,16 @@ def rx(rec: pdu.Pdu, data: bytes = b"") -> Received:
     return Received(rec, rec.encode(), memoryview(b""), memoryview(data))
 
 
+def mem(piece: Piece) -> bytes:
+    """The bytes of an output piece held in memory (a FileSpan is not)."""
+    assert not isinstance(piece, FileSpan)
+    return bytes(piece)
+
+
 def sent(conn: Connection) -> list[pdu.Pdu]:
     out = []
     for iov in conn.take_output():
-        out.append(pdu.decode(bytes(iov[0][:48]), allowed=frozenset(pdu.Opcode)))
+        out.append(pdu.decode(mem(iov[0])[:48], allowed=frozenset(pdu.Opcode)))
     return out
 
 
@@ -174,8 +182,8 @@ def test_rfc7143_11_18_nop_out_ping_is_echoed() -> None:
     c = make()
     c.receive(rx(pdu.NopOut(5, 0xFFFFFFFF, 100, 50, immediate=True, data_length=4), b"ping"))
     (nop,) = c.take_output()
-    head = pdu.NopIn.decode(bytes(nop[0]))
-    assert head.itt == 5 and head.ttt == 0xFFFFFFFF and bytes(nop[1]) == b"ping"
+    head = pdu.NopIn.decode(mem(nop[0]))
+    assert head.itt == 5 and head.ttt == 0xFFFFFFFF and mem(nop[1]) == b"ping"
 
 
 def test_rfc7143_11_19_target_ping_and_answer() -> None:
@@ -273,7 +281,7 @@ def _bhs(rec: pdu.ScsiCommand, framer: Framer) -> memoryview:
 
 
 def _wire(conn: Connection) -> bytes:
-    return b"".join(bytes(b) for iov in conn.take_output() for b in iov)
+    return b"".join(mem(b) for iov in conn.take_output() for b in iov)
 
 
 def test_rfc7143_11_7_fast_read_sends_the_bytes_of_the_full_path() -> None:
@@ -342,3 +350,77 @@ def test_fast_read_output_arena_is_bounded_and_reused_once_sent() -> None:
     c.output_sent()
     assert c.arena_used == 0
     assert c.fast_read(_bhs(cmd(3, 103, read64k, 65536), c.framer)) == FAST_DONE
+
+
+class _File:
+    """A FileSource over bytes in memory, for turning FileSpan output into bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def fileno(self) -> int:
+        return -1
+
+
+def _materialize(conn: Connection, source: _File) -> bytes:
+    out = b""
+    for iov in conn.take_output():
+        for b in iov:
+            if isinstance(b, FileSpan):
+                assert b.source is source
+                out += source.data[b.offset : b.offset + b.length]
+            else:
+                out += bytes(b)
+    return out
+
+
+def test_rfc7143_11_7_2_data_in_from_the_file_is_the_data_in_of_the_full_path() -> None:
+    """Connection.complete_span (the zero-copy READ path) queues the very bytes complete()
+    queues for the same data: Data-In PDUs split by MaxRecvDataSegmentLength, DataSN and
+    buffer offsets consecutive, status collapsed into the last; file data as FileSpans,
+    never copied; with and without a header digest."""
+    data = bytes(range(256)) * 16  # 4 KiB at byte 1536 of the file
+    source = _File(bytes(1536) + data + bytes(512))
+    for header_digest in (False, True):
+        slow, fast = make(), make()
+        for c in (slow, fast):
+            c.framer = Framer(max_recv_data=8192, header_digest=header_digest)
+        tasks = []
+        for c in (slow, fast):
+            c.receive(rx(cmd(7, 100, READ10_8, 4096)))
+            (ev,) = c.take_events()
+            assert isinstance(ev, Execute)
+            tasks.append(ev.task)
+        slow.complete(tasks[0], ScsiResult(0, data))
+        fast.complete_span(tasks[1], source, 1536)
+        pieces = [b for iov in fast.out for b in iov]
+        assert sum(isinstance(b, FileSpan) for b in pieces) == 4  # 4096 / MaxSendDSL 1024
+        assert _materialize(fast, source) == _wire(slow)
+        assert (fast.exp_cmdsn, fast.max_cmdsn, fast.statsn) == (101, 104, 51)
+        assert not fast.tasks and fast.buffered == 0
+        assert fast.statistics()["file_reads"] == 1 and fast.stats.bytes_in == 4096
+
+
+def test_rfc7143_11_7_2_data_in_from_the_file_needs_no_data_digest() -> None:
+    """A data digest must cover data in memory: complete_span refuses, changing nothing."""
+    c = make()
+    c.framer = Framer(max_recv_data=8192, data_digest=True)
+    c.receive(rx(cmd(7, 100, READ10_8, 4096)))
+    (ev,) = c.take_events()
+    assert isinstance(ev, Execute)
+    with pytest.raises(ValueError):
+        c.complete_span(ev.task, _File(bytes(4096)), 0)
+    assert c.tasks and not c.out
+    with pytest.raises(ValueError):
+        c.framer.frame_pieces(bytes(48), FileSpan(_File(b""), 0, 4))
+
+
+def test_data_in_from_the_file_of_an_aborted_task_is_not_sent() -> None:
+    c = make()
+    c.receive(rx(cmd(7, 100, READ10_8, 4096)))
+    (ev,) = c.take_events()
+    assert isinstance(ev, Execute)
+    c.abandon(ev.task)
+    statsn = c.statsn
+    c.complete_span(ev.task, _File(bytes(4096)), 0)
+    assert not c.out and c.statsn == statsn and c.stats.file_reads == 0

@@ -15,6 +15,7 @@ from scsi.iscsi.framing import Framer
 from scsi.iscsi.login import Login
 from scsi.iscsi.negotiation import Params, TargetLimits
 from scsi.nexus import ScsiResult
+from tests.scsi.iscsi.test_connection import mem
 
 bhs = st.binary(min_size=48, max_size=48)
 
@@ -161,7 +162,7 @@ def test_fast_read_answers_like_the_full_path_or_leaves_it_alone(
     data = bytearray(rx.record.expected_length)
     assert _pattern_reader(0, memoryview(raw)[32:], memoryview(data))
     slow.complete(ev.task, ScsiResult(0, data))
-    wire = [b"".join(bytes(b) for iov in c.take_output() for b in iov) for c in (fast, slow)]
+    wire = [b"".join(mem(b) for iov in c.take_output() for b in iov) for c in (fast, slow)]
     assert wire[0] == wire[1]
     assert (fast.exp_cmdsn, fast.max_cmdsn, fast.statsn) == (
         slow.exp_cmdsn,
