@@ -14,6 +14,7 @@ own length fields; payloads stay memoryview slices down to the backend.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -39,7 +40,7 @@ from scsi.iscsi.connection import (
     Task,
 )
 from scsi.iscsi.errors import LoginStatus, PduError
-from scsi.iscsi.framing import Framer, Received
+from scsi.iscsi.framing import FileSpan, Framer, Received
 from scsi.iscsi.login import Login, LoginResult
 from scsi.iscsi.negotiation import TargetLimits
 from scsi.iscsi.pdu import TmfFunction, TmfResponse
@@ -411,6 +412,8 @@ class IscsiServer:
                     if self.settings.nop_interval > 0:
                         nursery.start_soon(self._pinger, io, session)
             finally:
+                for hold in conn.take_holds():  # file data never sent
+                    hold.release()
                 if self.sessions.get(result.tsih) is session:
                     del self.sessions[result.tsih]
                 if nexus is not None:
@@ -440,7 +443,7 @@ class IscsiServer:
         """The reader is about to wait for input: send what it queued, unless the writer
         is busy sending (then the writer takes it along, and the reader keeps going)."""
         if s.conn.out:
-            if io.send_lock.locked():
+            if io.send_lock.locked() or s.wake.is_set():
                 s.wake.set()
             else:
                 await self._flush(io, s.conn)
@@ -455,9 +458,14 @@ class IscsiServer:
             await lock.acquire()
         try:
             out = conn.take_output()
-            if out:
-                await io.send(out)
-                conn.output_sent()
+            holds = conn.take_holds()
+            try:
+                if out:
+                    await io.send(out)
+                    conn.output_sent()
+            finally:
+                for hold in holds:
+                    hold.release()
         finally:
             lock.release()
 
@@ -523,6 +531,15 @@ class IscsiServer:
                 )
                 if result is not None:
                     s.conn.complete(task, result)
+                    return
+            elif task.read and s.nexus is not None and not s.conn.framer.data_digest:
+                # A large read the page cache holds is sent straight from the LUN's file
+                # (sendfile: no copy, no buffer), by the writer, so that the reader goes
+                # on with the next commands meanwhile.
+                span = self.target.read_span(s.nexus, task.lun_id, task.cdb, task.edtl)
+                if span is not None:
+                    s.conn.complete_span(task, *span)
+                    s.wake.set()
                     return
             # The others run on per-session workers (started on demand, at most one per
             # outstanding command), cheaper than a new trio task per command.
@@ -766,13 +783,52 @@ class _SocketIO:
         except PduError as e:
             raise _FramedError(e, bytes(header)) from None
 
-    async def send(self, pdus: list[list[Any]]) -> None:
+    async def send(self, pdus: Sequence[Sequence[Any]]) -> None:
+        """Send the PDUs in order: runs of buffers with ``writev``/``sendmsg``, each
+        :class:`FileSpan` with ``sendfile``.  The buffers before a span (a Data-In
+        header) go with MSG_MORE, so that they share segments with the file data."""
         iov: list[Any] = [b for p in pdus for b in p]
+        if not any(type(b) is FileSpan for b in iov):
+            await self._send_buffers(iov)
+            return
+        run: list[Any] = []
+        for b in iov:
+            if type(b) is FileSpan:
+                if run:
+                    await self._send_buffers(run, socket.MSG_MORE)
+                    run = []
+                await self._send_file(b)
+            else:
+                run.append(b)
+        if run:
+            await self._send_buffers(run)
+
+    async def _send_file(self, span: FileSpan) -> None:
+        """``sendfile`` of the span; the socket is non-blocking, so a full send buffer
+        means waiting (through trio) for room, never blocking the event loop."""
+        offset = span.offset
+        left = span.length
+        while left:
+            try:
+                # The descriptor is asked for again after each wait: a LUN closed
+                # meanwhile gives -1 (EBADF ends the connection), never a reused number.
+                n = os.sendfile(self._fd, span.source.fileno(), offset, left)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self.sock)
+                continue
+            if n == 0:  # the file ended early: the PDU cannot be completed
+                raise OSError(errno.EIO, f"file ended {left} bytes into a Data-In segment")
+            offset += n
+            left -= n
+
+    async def _send_buffers(self, iov: list[Any], flags: int = 0) -> None:
         while iov:
             batch = iov[:IOV_MAX]
             total = sum(len(b) for b in batch)
             sent = -1
-            if total <= SYNC_SEND_MAX:
+            if flags:
+                sent = await self.sock.sendmsg(batch, (), flags)
+            elif total <= SYNC_SEND_MAX:
                 try:
                     sent = os.writev(self._fd, batch)
                 except BlockingIOError:

@@ -4,14 +4,17 @@ iSCSI server, driven by the test initiator in ``initiator.py``."""
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
+from scsi import commands
 from scsi.fabric.model import initiator_name
 from scsi.iscsi import pdu
 from tests.scsi.iscsi.initiator import Initiator, LoginFailed
@@ -401,3 +404,134 @@ async def test_rfc7143_11_7_pipelined_reads_take_the_fast_path_with_digests(conf
         (info,) = site.service.server.session_info()
         assert 0 < info["fast_reads"] <= 38  # the TUR and the read out of range are not
         assert (await ini.logout()).response == 0
+
+
+async def test_rfc7143_11_7_large_reads_are_sent_from_the_lun_file_without_data_digest(
+    config: Path,
+) -> None:
+    """1 MiB READs the page cache holds go out from the LUN's file (sendfile), in Data-In
+    PDUs of MaxRecvDataSegmentLength, pipelined with small reads of the fast path and
+    commands of the full path: the bytes written, StatSN in order.  With a data digest
+    they take the full path (the CRC needs the data in memory) and read the same."""
+    pattern = (bytes(range(251)) * 4178)[: 1 << 20]  # at LBA 0x800
+    for keys, from_file, max_pdu in (
+        ([("MaxRecvDataSegmentLength", "65536")], True, 65536),
+        ([("HeaderDigest", "CRC32C"), ("MaxRecvDataSegmentLength", "262144")], True, 262144),
+        ([("HeaderDigest", "CRC32C"), ("DataDigest", "CRC32C")], False, 8192),
+    ):
+        async with serving(config) as site:
+            vm1, _ = names(site.service, "vm1")
+            ini = await site.connect(0, vm1)
+            await ini.login(IQN, keys=keys)
+            assert (await ini.command(0, TUR)).status == 2  # power on, reset
+            w = await ini.command(0, bytes.fromhex("2a000000080000080000"), data_out=pattern)
+            assert w.status == 0
+            expect: dict[int, tuple[int, bytes]] = {}
+            burst = b""
+            for i in range(12):
+                itt = ini.next_itt()
+                if i % 3 == 0:  # 4 KiB: the READ fast path
+                    cdb, edtl = bytes.fromhex("28000000080800000800"), 4096
+                    want = pattern[4096:8192]
+                elif i == 7:  # a TEST UNIT READY between them
+                    cdb, edtl, want = TUR, 0, b""
+                else:
+                    cdb, edtl, want = bytes.fromhex("28000000080000080000"), 1 << 20, pattern
+                rec = pdu.ScsiCommand(
+                    itt, 0, edtl, ini.cmdsn, ini.exp_statsn, cdb.ljust(16, b"\0"), read=bool(edtl)
+                )
+                ini.cmdsn += 1
+                burst += b"".join(bytes(b) for b in ini.framer.frame(rec.encode()))
+                expect[itt] = (edtl, want)
+            await ini.send_raw(burst)
+            statsns = []
+            data: dict[int, bytearray] = {}
+            while expect:
+                rx = await ini.recv()
+                r = rx.record
+                assert isinstance(r, pdu.DataIn | pdu.ScsiResponse), r
+                buf = data.setdefault(r.itt, bytearray())
+                if isinstance(r, pdu.DataIn):
+                    assert r.offset == len(buf) and len(rx.data) <= max_pdu
+                    buf += rx.data
+                if r.status is None:
+                    continue
+                edtl, want = expect.pop(r.itt)
+                assert r.status == 0 and not r.residual and bytes(buf) == want
+                statsns.append(r.statsn)
+            assert statsns == list(range(statsns[0], statsns[0] + 12))
+            (info,) = site.service.server.session_info()
+            assert info["file_reads"] == (7 if from_file else 0), info
+            assert info["fast_reads"] == 4
+            # Every read sent from the file has left the WRITE ATOMIC gate again.
+            assert commands.io_gate(site.service.target.luns[0]).inflight == 0
+            assert (await ini.logout()).response == 0
+
+
+class _LunFile:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+async def test_sends_from_the_file_survive_partial_sends_in_pdu_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """_SocketIO.send with FileSpans between buffers, through a small socket send buffer
+    and a slow reader: every sendfile and sendmsg ends partway many times, and the bytes
+    arrive complete and in queue order.  A span of a closed file ends the connection
+    (OSError) rather than sending a short PDU."""
+    from scsi.iscsi.framing import FileSpan
+    from scsi.iscsi.server import _SocketIO
+
+    blob = bytes(range(256)) * 8192  # 2 MiB
+    path = tmp_path / "lun.img"
+    path.write_bytes(blob)
+    fd = os.open(path, os.O_RDONLY)
+    a, b = trio.socket.socketpair()
+    try:
+        a.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_SNDBUF, 16384)
+        src = _LunFile(fd)
+        pdus: list[list[Any]] = []
+        want = b""
+        for i in range(12):
+            head = bytes([i]) * 48
+            span = FileSpan(src, (i * 300_017) % (1 << 20), 65536 + i * 4099)
+            pdus.append([head, span] if i % 4 else [memoryview(head), b"x" * 70000])
+            body = blob[span.offset : span.offset + span.length] if i % 4 else b"x" * 70000
+            want += head + body
+        io = _SocketIO(a)
+        got = bytearray()
+        calls: list[tuple[int, int]] = []  # (asked, sent or -1 for EAGAIN)
+        sendfile = os.sendfile
+
+        def counting(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+            try:
+                n = sendfile(out_fd, in_fd, offset, count)
+            except BlockingIOError:
+                calls.append((count, -1))
+                raise
+            calls.append((count, n))
+            return n
+
+        monkeypatch.setattr(os, "sendfile", counting)
+
+        async def slow_reader() -> None:
+            while len(got) < len(want):
+                got.extend(await b.recv(7001))
+                await trio.sleep(0)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(slow_reader)
+            await io.send(pdus)
+        assert bytes(got) == want
+        assert sum(0 <= n < asked for asked, n in calls) > 3  # partial sendfiles
+        assert any(n < 0 for _, n in calls)  # and waits for room
+        with pytest.raises(OSError):
+            await io.send([[b"h" * 48, FileSpan(_LunFile(-1), 0, 4096)]])
+    finally:
+        os.close(fd)
+        a.close()
+        b.close()
