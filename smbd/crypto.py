@@ -242,7 +242,7 @@ def _header_bytes(parts: Sequence[bytes | bytearray | memoryview]) -> bytes:
     return b"".join(bytes(p) for p in parts)[:_HEADER_SIZE]
 
 
-def _gmac_nonce(header: bytes) -> bytes:
+def _gmac_nonce(header: bytes | memoryview) -> bytes:
     command, flags, message_id = _GMAC_FIELDS.unpack_from(header, 12)
     role = 1 if flags & _SERVER_TO_REDIR else 0
     cancel = 2 if command == _CANCEL else 0
@@ -272,7 +272,7 @@ def sign_parts(
             c.update(data)
             return c.finalize()
         if algorithm == AES_GMAC:
-            return AESGCM(key).encrypt(_gmac_nonce(data), b"", data)
+            return _gmac(key).encrypt(_gmac_nonce(data), b"", data)
     elif algorithm == HMAC_SHA256:
         h = crypto_hmac.HMAC(key, hashes.SHA256())
         for chunk in _zeroed(parts):
@@ -293,6 +293,21 @@ def sign_parts(
     raise ValueError(f"unknown signing algorithm {algorithm}")
 
 
+_GMAC_CACHE: dict[bytes, AESGCM] = {}
+_GMAC_CACHE_MAX = 256
+
+
+def _gmac(key: bytes) -> AESGCM:
+    """An AESGCM context for a signing key (its key schedule made once per key, not per
+    message); a few hundred sessions' worth are kept, then the cache starts afresh."""
+    ctx = _GMAC_CACHE.get(key)
+    if ctx is None:
+        if len(_GMAC_CACHE) >= _GMAC_CACHE_MAX:
+            _GMAC_CACHE.clear()
+        ctx = _GMAC_CACHE[key] = AESGCM(key)
+    return ctx
+
+
 def sign(algorithm: int, key: bytes, message: bytes | bytearray | memoryview) -> bytes:
     """The 16-byte signature of one whole SMB2 message (header + body)."""
     return sign_parts(algorithm, key, (message,))
@@ -302,8 +317,21 @@ def verify(algorithm: int, key: bytes, message: bytes | bytearray | memoryview) 
     """True if the message's Signature field is right. Constant-time comparison."""
     if len(message) < _HEADER_SIZE:
         return False
-    expected = sign_parts(algorithm, key, (message,))
-    return hmac.compare_digest(expected, bytes(memoryview(message)[_SIG_OFFSET:_SIG_END]))
+    view = memoryview(message).cast("B")
+    got = bytes(view[_SIG_OFFSET:_SIG_END])
+    if algorithm == AES_GMAC and len(view) > _SIGN_JOIN_THRESHOLD and not view.readonly:
+        # A large message in a writable buffer (a WRITE's, received into a buffer of its
+        # own): its Signature field is zeroed in place for one call over the whole
+        # message, then put back; no copy and no incremental cipher context.
+        nonce = _gmac_nonce(view[:_HEADER_SIZE])
+        view[_SIG_OFFSET:_SIG_END] = _ZERO_SIG
+        try:
+            expected = _gmac(key).encrypt(nonce, b"", view)
+        finally:
+            view[_SIG_OFFSET:_SIG_END] = got
+        return hmac.compare_digest(expected, got)
+    expected = sign_parts(algorithm, key, (view,))
+    return hmac.compare_digest(expected, got)
 
 
 # --------------------------------------------------------------------------------------

@@ -40,7 +40,6 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
-import functools
 import os
 import stat as st
 import struct
@@ -64,6 +63,7 @@ from smbd.backend.attrs import (
     ns_to_filetime,
 )
 from smbd.backend.errors import BackendError, os_errors, status_for_errno
+from smbd.backend.lanes import Lanes
 from smbd.backend.paths import STREAMS_DIR, Components, join_components
 from smbd.wire.status import NTStatus
 
@@ -311,6 +311,7 @@ class PosixShare:
         hide_dot_files: bool = True,
         case_insensitive: bool = True,
         inline_metadata: bool = True,
+        write_lanes: int = 4,
     ) -> None:
         self.root = Path(root)
         self.read_only = read_only
@@ -318,6 +319,7 @@ class PosixShare:
         self.hide_dot_files = hide_dot_files
         self.case_insensitive = case_insensitive
         self._limiter = limiter if limiter is not None else trio.CapacityLimiter(16)
+        self._lanes = Lanes(write_lanes, name=f"write {self.root.name}")
         with os_errors(f"share root {self.root}"):
             self._root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | _O_CLOEXEC)
         self._xattrs = True  # cleared the first time the filesystem refuses user xattrs
@@ -1027,7 +1029,20 @@ class PosixShare:
     async def write(
         self, handle: FileHandle, data: memoryview, offset: int, *, sync: bool = False
     ) -> int:
-        return await self.run(functools.partial(self.write_sync, sync=sync), handle, data, offset)
+        """Data writes go to the file's lane (:mod:`smbd.backend.lanes`): one thread per
+        lane runs them in order, so writes to one file do not contend for its inode lock
+        and a burst of them costs one wakeup of the event loop, not one per write."""
+        lane = self._lanes.lane(handle.ino)
+        try:
+            with pinned(handle):
+                if sync:
+                    return await lane.run(self._write_through, handle, data, offset)
+                return await lane.run(self.write_sync, handle, data, offset)
+        except OSError as exc:
+            raise BackendError(status_for_errno(exc.errno), str(exc)) from exc
+
+    def _write_through(self, handle: FileHandle, data: memoryview, offset: int) -> int:
+        return self.write_sync(handle, data, offset, sync=True)
 
     def flush_sync(self, handle: FileHandle) -> None:
         with os_errors("fsync"):

@@ -23,6 +23,9 @@ _PREFIX = struct.Struct(">I")
 MAX_FRAME = 0x00FFFFFF  # what 24 bits can say
 _IOV_MAX = 1024
 _READ_AHEAD = 64 * 1024  # per connection; messages up to this size are received through it
+# A large frame's rest is awaited with SO_RCVLOWAT set to what is missing, up to this much:
+# one wakeup for the rest of a 1 MiB WRITE instead of one per 64 KiB segment
+_LOWAT_MAX = 1 << 20
 
 
 def _sockname(addr: object) -> str:
@@ -66,6 +69,8 @@ class TCPTransport:
         self._rpos = 0  # unconsumed read-ahead bytes are _rbuf[_rpos:_rend]
         self._rend = 0
         self._waited = False
+        self._lowat = 1  # the socket's SO_RCVLOWAT as last set
+        self._lowat_ok = hasattr(_stdsocket, "SO_RCVLOWAT")
         self.bytes_received = 0
         self.bytes_sent = 0
         self.messages_received = 0
@@ -89,7 +94,10 @@ class TCPTransport:
     # yield to the scheduler on every successful call, two or three scheduler passes per
     # request that cost more than the request's own work.
 
-    async def _recv_into(self, view: memoryview, deadline: float) -> int:
+    async def _recv_into(self, view: memoryview, deadline: float, *, rest: int = 0) -> int:
+        """Receive into ``view``. ``rest``: the bytes of the current frame still to come;
+        a wait for them asks the kernel to report readability only once that many
+        (at most ``_LOWAT_MAX``) are queued (SO_RCVLOWAT), instead of at every segment."""
         raw = self._raw
         if raw is None:
             with trio.CancelScope(deadline=deadline) as scope:
@@ -108,6 +116,8 @@ class TCPTransport:
             except OSError as e:
                 raise TransportClosed(f"receive failed: {e}") from None
             self._waited = True
+            if rest > 1 and self._lowat_ok:
+                self._set_lowat(min(rest, _LOWAT_MAX))
             try:
                 if deadline == math.inf:  # between frames: no cancel scope needed
                     await trio.lowlevel.wait_readable(raw)
@@ -118,6 +128,16 @@ class TCPTransport:
                 raise TransportClosed("closed") from None
             if scope.cancelled_caught:
                 raise TransportClosed(f"frame not completed within {self.frame_timeout} s")
+
+    def _set_lowat(self, value: int) -> None:
+        if value == self._lowat or self._raw is None:
+            return
+        try:
+            self._raw.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_RCVLOWAT, value)
+        except OSError:
+            self._lowat_ok = False  # not supported here: plain waits
+            return
+        self._lowat = value
 
     async def _fill(self, deadline: float, *, first: bool = False) -> None:
         """Receive more into the read-ahead buffer, moving what it holds to its start."""
@@ -163,11 +183,15 @@ class TCPTransport:
             got = self._rend - self._rpos
             view[:got] = self._rview[self._rpos : self._rend]
             self._rpos = self._rend = 0
-            while got < length:
-                k = await self._recv_into(view[got:], deadline)
-                if k == 0:
-                    raise TransportClosed("end of stream inside a frame")
-                got += k
+            try:
+                while got < length:
+                    k = await self._recv_into(view[got:], deadline, rest=length - got)
+                    if k == 0:
+                        raise TransportClosed("end of stream inside a frame")
+                    got += k
+            finally:
+                if self._lowat != 1:
+                    self._set_lowat(1)  # the next frame's first byte is news again
         if self._rpos == self._rend:
             self._rpos = self._rend = 0
         self.bytes_received += 4 + length

@@ -534,6 +534,30 @@ def test_3_1_4_1_sign_does_not_modify_buffer_and_verify(algorithm: int) -> None:
     assert not crypto.verify(algorithm, key, buf[:63])
 
 
+@pytest.mark.parametrize("flags", [0, 1])
+def test_3_1_4_1_large_gmac_verify_in_place_leaves_the_buffer_as_it_was(flags: int) -> None:
+    """A large writable message is verified with its Signature field zeroed in place for
+    the computation: the result equals smbprotocol's signature check, and the buffer
+    (signature included) is unchanged afterwards, whether the signature is right or not."""
+    key = bytes(range(16, 32))
+    msg = _message(0x0009, flags, 77, bytes(range(256)) * 4096)  # a 1 MiB WRITE
+    sig = _smbprotocol_signature(AES_GMAC, key, msg, bool(flags & 1), 0x0009)
+    buf = bytearray(msg)
+    buf[48:64] = sig
+    before = bytes(buf)
+    assert crypto.verify(AES_GMAC, key, memoryview(buf))
+    assert bytes(buf) == before
+    assert crypto.verify(AES_GMAC, key, bytes(buf))  # read-only: the copying path
+    for i in (0, 24, 50, 64, len(buf) - 1):
+        buf[i] ^= 1
+        bad = bytes(buf)
+        assert not crypto.verify(AES_GMAC, key, memoryview(buf)[:])
+        assert bytes(buf) == bad
+        buf[i] ^= 1
+    assert crypto.verify(AES_GMAC, b"\x01" * 16, memoryview(buf)) is False
+    assert bytes(buf) == before
+
+
 @settings(max_examples=60)
 @given(
     algorithm=st.sampled_from(ALL_SIGNING),
