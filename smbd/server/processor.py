@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
-import outcome
 import trio
 
 from smbd import crypto
@@ -54,7 +53,6 @@ _RELATED = int(HeaderFlags.RELATED_OPERATIONS)
 _SIGNED = int(HeaderFlags.SIGNED)
 _ASYNC = int(HeaderFlags.ASYNC_COMMAND)
 _POOLED = 64 * 1024  # decrypted and encrypted messages this large use pooled buffers
-_IDLE_WORKERS = 16  # message tasks a connection keeps parked for the next messages
 _U32_READERS: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
     # command: ((send payload offsets), (expected response offsets)) in the body
     Command.READ: ((), (4,)),
@@ -143,7 +141,6 @@ class ConnectionProcessor:
         self._nursery: trio.Nursery | None = None
         self._inflight_bytes = 0
         self._inflight_changed = trio.Event()
-        self._idle_workers: list[trio.lowlevel.Task] = []  # parked message tasks (LIFO)
         self._next_async_id = 1
         self._states: dict[int, RequestState] = {}  # id(Request) -> state
         self.requests = 0
@@ -195,28 +192,7 @@ class ConnectionProcessor:
                 self._inflight_changed = trio.Event()
                 await self._inflight_changed.wait()
             self._inflight_bytes += size
-            if self._idle_workers:
-                trio.lowlevel.reschedule(self._idle_workers.pop(), outcome.Value(msg))
-            else:
-                nursery.start_soon(self._worker, msg, name="smb message")
-
-    async def _worker(self, msg: memoryview) -> None:
-        """Process ``msg``, then park and take the next message the receive loop hands
-        over: a pipelining client's messages reuse a few tasks instead of costing a task
-        spawn each. At most ``_IDLE_WORKERS`` stay parked; a cancellation ends them."""
-        idle = self._idle_workers
-        task = trio.lowlevel.current_task()
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            idle.remove(task)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        while True:
-            await self._process_message(msg)
-            if len(idle) >= _IDLE_WORKERS or self.conn.closed:
-                return
-            idle.append(task)
-            msg = await trio.lowlevel.wait_task_rescheduled(abort)
+            nursery.start_soon(self._process_message, msg)
 
     def _has_valid_session(self) -> bool:
         return any(s.state is SessionState.VALID for s in self.conn.sessions.values())
