@@ -5,11 +5,14 @@ the full feature phase (:mod:`scsi.iscsi.connection`): one reader task feeds PDU
 Plain in-order READs at the head of the receive buffer take the fast path
 (:meth:`scsi.iscsi.connection.Connection.fast_read`: no task, the Data-In with its status built
 in place around the data); other reads the page cache holds finish right there
-(:meth:`scsi.target.Target.execute_now`); the remaining commands run on per-session workers
-that await :meth:`scsi.target.Target.execute`. Every piece of output is sent under one lock in
-the order the core queued it (which is StatSN order), the replies of one receive batch in one
-``writev`` before the reader waits for more. PDUs are received into buffers sized from their
-own length fields; payloads stay memoryview slices down to the backend.
+(:meth:`scsi.target.Target.execute_now`); larger reads the page cache holds are sent from the
+LUN's file with ``sendfile`` when no data digest was negotiated
+(:meth:`scsi.target.Target.read_span`, :class:`scsi.iscsi.framing.FileSpan`); the remaining
+commands run on per-session workers that await :meth:`scsi.target.Target.execute`. Every
+piece of output is sent under one lock in the order the core queued it (which is StatSN
+order), the replies of one receive batch in one ``writev`` before the reader waits for more.
+PDUs are received into buffers sized from their own length fields; payloads stay memoryview
+slices down to the backend.
 """
 
 from __future__ import annotations
