@@ -33,6 +33,7 @@ _INT64_MAX = (1 << 63) - 1
 MAX_FILE_SIZE = 0xFFFFFFF0000
 _FILE_ACTION_MODIFIED = 3
 _NOTIFY_SIZE_WRITE = 0x8 | 0x10  # FILE_NOTIFY_CHANGE_SIZE | LAST_WRITE
+_WRITE_THROUGH = int(rw.WriteFlags.WRITE_THROUGH)  # a plain int: no IntFlag built per WRITE
 
 
 async def handle_read(req: Request) -> Response:
@@ -99,7 +100,7 @@ async def handle_write(req: Request) -> Response:
         raise SMBError(NTStatus.FILE_LOCK_CONFLICT)
     if files.oplocks is not None:
         await files.oplocks.break_read_caching(req, o)
-    sync = bool(w.flags & rw.WriteFlags.WRITE_THROUGH) or o.write_through
+    sync = bool(w.flags & _WRITE_THROUGH) or o.write_through
     rt.ops += 1
     n = 0
     if len(w.data) or sync:
