@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from smbd.wire.constants import PROTOCOL_ID, Command, HeaderFlags
 from smbd.wire.errors import ParseError
@@ -46,6 +46,10 @@ class Header(NamedTuple):
         return self.status & 0xFFFF
 
 
+# a plain int: ``int & IntFlag`` goes to IntFlag.__rand__ and builds a flag object per call
+_ASYNC_COMMAND: Final = int(HeaderFlags.ASYNC_COMMAND)
+
+
 def parse_header(buf: memoryview | bytes | bytearray, offset: int = 0) -> Header:
     """[MS-SMB2] 2.2.1: parse the 64-byte header at ``offset``."""
     if len(buf) - offset < HEADER_SIZE:
@@ -66,7 +70,7 @@ def parse_header(buf: memoryview | bytes | bytearray, offset: int = 0) -> Header
     ) = _HEADER.unpack_from(buf, offset)
     if proto != PROTOCOL_ID or size != HEADER_SIZE:
         raise ParseError("not an SMB2 header", NTStatus.INVALID_PARAMETER, disconnect=True)
-    if flags & HeaderFlags.ASYNC_COMMAND:
+    if flags & _ASYNC_COMMAND:
         async_id, tree_id = word5, 0
     else:
         async_id, tree_id = 0, word5 >> 32
