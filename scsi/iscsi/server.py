@@ -820,7 +820,8 @@ class _SocketIO:
                 # A sendfile cut short leaves its last segment corked (it was sent as
                 # "more to come"); setting TCP_NODELAY pushes it now, else it waits for
                 # the kernel's 200 ms timer while the peer has nothing to acknowledge.
-                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.sock.family in (socket.AF_INET, socket.AF_INET6):
+                    self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 await trio.lowlevel.wait_writable(self.sock)
                 continue
             if n == 0:  # the file ended early: the PDU cannot be completed
