@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from interop.peers import Endpoint, descendants, port_is_open
+from interop.peers import Endpoint, descendants, port_is_open, processes_with_argument
 from interop.peers.samba import SambaServer
 from interop.peers.tools import (
     ERROR,
@@ -24,6 +24,7 @@ from interop.peers.tools import (
     smbclient,
 )
 from interop.peers.vmstor import VmstorServer
+from interop.test_rpc import smbclient_list
 from interop.torture_report import SUITES, read_passing, suite_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,10 +114,14 @@ def test_samba_starts_serves_and_stops_cleanly(samba_server: Endpoint) -> None:
         assert "hello.txt" in out
         tmp = srv.tmp
         assert tmp is not None
+        # a named-pipe open starts samba-dcerpcd, which detaches from smbd
+        assert smbclient_list(ep).returncode == 0
+        assert processes_with_argument(str(tmp / "smb.conf"))
     assert not port_is_open(ep.host, ep.port)
     assert not tmp.exists()
     assert not os.path.exists(f"/proc/{pid}")
     assert descendants(pid) == []
+    assert processes_with_argument(str(tmp / "smb.conf")) == []
 
 
 def test_bench_runs_against_samba_alone() -> None:

@@ -168,15 +168,40 @@ def stop_process_tree(
     if status is None:
         _signal(pid, signal.SIGKILL)
         wait(5.0)
+    stop_processes(kids)
+    return status
+
+
+def stop_processes(idents: list[tuple[int, str]]) -> None:
+    """SIGTERM the processes ``idents`` names (see :func:`descendants`), SIGKILL what is
+    left after 3 seconds; a PID reused meanwhile is never signalled."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        live = [k for k in kids if _alive(k)]
+        live = [k for k in idents if _alive(k)]
         for k in live:
             _signal(k[0], sig)
         deadline = time.monotonic() + 3.0
         while live and time.monotonic() < deadline:
             live = [k for k in live if _alive(k)]
             time.sleep(0.05)
-    return status
+
+
+def processes_with_argument(argument: str) -> list[tuple[int, str]]:
+    """Every live process with ``argument`` in its command line, as (pid, start time): for
+    helpers a peer starts that detach from it (Samba's samba-dcerpcd daemonizes, so it is
+    no descendant of smbd) but carry the peer's private config path."""
+    needle = os.fsencode(argument)
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(needle in a for a in args) and (ident := _identity(int(entry))) is not None:
+            found.append(ident)
+    return found
 
 
 def stop_popen(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int | None:

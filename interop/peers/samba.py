@@ -34,7 +34,9 @@ from interop.peers import (
     PeerError,
     free_port,
     port_is_open,
+    processes_with_argument,
     stop_popen,
+    stop_processes,
     wait_for_port,
 )
 
@@ -225,6 +227,8 @@ class SambaServer:
 
             self.exit_status = stop_popen(proc)
         if self.tmp is not None:
+            # samba-dcerpcd (started on the first named-pipe open) detaches from smbd
+            stop_processes(processes_with_argument(str(self.tmp / "smb.conf")))
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
 
