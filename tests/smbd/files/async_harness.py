@@ -14,8 +14,7 @@ from smbd.config import ShareConfig
 from smbd.server.files import HANDLERS, FileServerState
 from smbd.server.request import Request, Response
 from smbd.wire.constants import Capabilities, Command
-from smbd.wire.header import Header, pack_header
-from tests.smbd.files.harness import Client
+from tests.smbd.files.harness import Client, handler_request
 
 
 class SharedServer:
@@ -62,21 +61,8 @@ class AsyncClient(Client):
         self.hooks = Hooks()
 
     async def call(self, command: Command, body: bytes | list[Any]) -> Response:
-        raw = b"".join(bytes(p) for p in body) if isinstance(body, list) else body
-        header = Header(
-            1, 0, command, 1, 0, 0, next(self._mid), 0, self.tree.tree_id,
-            self.session.session_id, bytes(16),
-        )  # fmt: skip
-        msg = memoryview(bytes(pack_header(header)) + raw)
-        req = Request(
-            header=header,
-            body=msg[64:],
-            message=msg,
-            server=self.server,  # type: ignore[arg-type]
-            connection=self.conn,
-            session=self.session,
-            tree=self.tree,
-            hooks=self.hooks,
+        req = handler_request(
+            self.server, self.conn, self.tree, command, body, next(self._mid), self.hooks
         )
         return await HANDLERS[command](req)
 

@@ -12,7 +12,7 @@ from typing import Any
 from smbd.config import ShareConfig
 from smbd.server.files import HANDLERS, FileServerState
 from smbd.server.model import Connection, Session, TreeConnect
-from smbd.server.request import Request, Response, SMBError
+from smbd.server.request import AsyncHooks, Request, Response, SMBError
 from smbd.wire import close as wclose
 from smbd.wire import create as wc
 from smbd.wire import info as wi
@@ -24,6 +24,34 @@ from smbd.wire.status import NTStatus
 
 FULL = 0x001F01FF
 SHARE_ALL = 0x7
+
+
+def handler_request(
+    server: Any,
+    conn: Connection,
+    tree: TreeConnect,
+    command: Command,
+    body: bytes | list[Any],
+    message_id: int,
+    hooks: AsyncHooks | None = None,
+) -> Request:
+    """The Request the processor would hand a file handler for ``body`` (a plain SYNC
+    header on ``tree``): the handlers run in process, with no transport."""
+    raw = b"".join(bytes(p) for p in body) if isinstance(body, list) else body
+    header = Header(
+        1, 0, command, 1, 0, 0, message_id, 0, tree.tree_id, tree.session.session_id, bytes(16)
+    )  # fmt: skip
+    msg = memoryview(bytes(pack_header(header)) + raw)
+    return Request(
+        header=header,
+        body=msg[64:],
+        message=msg,
+        server=server,
+        connection=conn,
+        session=tree.session,
+        tree=tree,
+        hooks=hooks,
+    )
 
 
 class FakeServer:
@@ -62,30 +90,7 @@ class Client:
         self._mid = itertools.count(1)
 
     async def call(self, command: Command, body: bytes | list[Any]) -> Response:
-        raw = b"".join(bytes(p) for p in body) if isinstance(body, list) else body
-        header = Header(
-            1,
-            0,
-            command,
-            1,
-            0,
-            0,
-            next(self._mid),
-            0,
-            self.tree.tree_id,
-            self.session.session_id,
-            bytes(16),
-        )
-        msg = memoryview(bytes(pack_header(header)) + raw)
-        req = Request(
-            header=header,
-            body=msg[64:],
-            message=msg,
-            server=self.server,  # type: ignore[arg-type]
-            connection=self.conn,
-            session=self.session,
-            tree=self.tree,
-        )
+        req = handler_request(self.server, self.conn, self.tree, command, body, next(self._mid))
         return await HANDLERS[command](req)
 
     async def status_of(self, command: Command, body: bytes | list[Any]) -> int:

@@ -27,8 +27,8 @@ from smbd.wire import ioctl as wio
 from smbd.wire import rw
 from smbd.wire.constants import Command
 from smbd.wire.fsctl import FsctlCode
-from smbd.wire.header import Header, pack_header
 from smbd.wire.status import NTStatus
+from tests.smbd.files.harness import handler_request
 from tests.smbd.rpc import vectors
 
 FILE_INFO = wi.InfoType.FILE
@@ -74,29 +74,8 @@ class IpcClient:
         self._mid = itertools.count(1)
 
     async def call(self, command: Command, body: bytes) -> Response:
-        header = Header(
-            1,
-            0,
-            command,
-            1,
-            0,
-            0,
-            next(self._mid),
-            0,
-            self.tree.tree_id,
-            self.session.session_id,
-            bytes(16),
-        )
-        msg = memoryview(bytes(pack_header(header)) + body)
-        req = Request(
-            header=header,
-            body=msg[64:],
-            message=msg,
-            server=self.server,  # type: ignore[arg-type]
-            connection=self.conn,
-            session=self.session,
-            tree=self.tree,
-            hooks=self.hooks,
+        req = handler_request(
+            self.server, self.conn, self.tree, command, body, next(self._mid), self.hooks
         )
         return await HANDLERS[command](req)
 
