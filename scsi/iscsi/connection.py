@@ -1008,35 +1008,19 @@ class Connection:
 def _segments(chunks: Sequence[Piece], total: int, limit: int) -> list[list[Piece]]:
     """Split the first ``total`` bytes of ``chunks`` into PDUs of at most ``limit`` bytes,
     as memoryview slices or :class:`FileSpan` cuts (no copy)."""
-    if len(chunks) == 1 and total <= limit:  # the common case: one buffer, one PDU
-        only = chunks[0]
-        if isinstance(only, FileSpan):
-            return [[only.cut(0, total)]]
-        return [[memoryview(only).cast("B")[:total]]]
+    pieces = [c if isinstance(c, FileSpan) else memoryview(c).cast("B") for c in chunks]
+    if len(pieces) == 1 and total <= limit:  # the common case: one buffer, one PDU
+        return [[_cut(pieces[0], 0, total)]]
     out: list[list[Piece]] = []
     cur: list[Piece] = []
     room = limit
     left = total
-    for c in chunks:
-        if isinstance(c, FileSpan):
-            pos = 0
-            while pos < len(c) and left:
-                n = min(len(c) - pos, room, left)
-                cur.append(c.cut(pos, n))
-                pos += n
-                room -= n
-                left -= n
-                if room == 0:
-                    out.append(cur)
-                    cur, room = [], limit
-            if not left:
-                break
-            continue
-        v = memoryview(c).cast("B") if not isinstance(c, memoryview) else c.cast("B")
-        while v and left:
-            n = min(len(v), room, left)
-            cur.append(v[:n])
-            v = v[n:]
+    for c in pieces:
+        pos = 0
+        while pos < len(c) and left:
+            n = min(len(c) - pos, room, left)
+            cur.append(_cut(c, pos, n))
+            pos += n
             room -= n
             left -= n
             if room == 0:
@@ -1047,6 +1031,13 @@ def _segments(chunks: Sequence[Piece], total: int, limit: int) -> list[list[Piec
     if cur:
         out.append(cur)
     return out
+
+
+def _cut(piece: FileSpan | memoryview, start: int, length: int) -> Piece:
+    """``length`` bytes of ``piece`` from ``start``, without copying them."""
+    if isinstance(piece, FileSpan):
+        return piece.cut(start, length)
+    return piece[start : start + length]
 
 
 _HANDLERS: dict[type, Callable[[Connection, Received], None]] = {
