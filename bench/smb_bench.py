@@ -2,11 +2,12 @@
 
     python3 -m bench.smb_bench                   # both servers, prints the ratio table
     python3 -m bench.smb_bench --only samba      # Samba alone (vmstor column shows "-")
-    python3 -m bench.smb_bench --reps 5 --size-mib 1024 --depth 8
+    python3 -m bench.smb_bench --reps 6 --size-mib 1024 --depth 8
 
 Both servers run at the same time on loopback from temporary folders on the same file
-system (see interop/peers) and take turns: each repetition measures Samba, then vmstor,
-with the same client files, so both see the same background load.
+system (see interop/peers) and take turns with the same client files, so both see the same
+background load: even repetitions measure Samba first, odd ones vmstor first (neither
+always runs right after the other), and dirty pages are flushed before each timed transfer.
 
 - smbclient -m SMB3_11 ``put`` / ``get`` of one random file (1 GiB by default): plain
   (--client-protection=off), signed (signing required: AES-GMAC) and encrypted
@@ -18,9 +19,16 @@ with the same client files, so both see the same background load.
   1 MiB WRITEs then 1 MiB READs of a file with ``--depth`` requests in flight on one
   connection; READ data is checked. (Unsigned is not an option: a 3.1.1 server refuses an
   unsigned TREE_CONNECT, MS-SMB2 3.3.5.7, and smbprotocol signs all or nothing.)
+  The same runs also give each server's CPU time (user + system, all its processes and
+  threads, from /proc) per MiB moved: this client spends several times more CPU than
+  either server, so on two shared cores its throughput says little about the server,
+  while the server's CPU per MiB is what the server costs a VM host. For those rows lower
+  is better.
 
-Each figure is the median of ``--reps`` runs after one untimed warm-up run. vmstor runs
-with ``require_signing = false`` so that "plain" means the same on both servers (Samba's
+Each figure is the median of ``--reps`` runs after one untimed warm-up run; the ratio is
+the median of the per-repetition ratios (each pair measured back to back), which a slow
+spell of the machine moves less than a ratio of medians. vmstor runs with
+``require_signing = false`` so that "plain" means the same on both servers (Samba's
 default is ``server signing = auto``). Loopback on a shared 2-core VM is noisy: compare
 the ratio within one run, not figures across runs.
 """
@@ -39,10 +47,10 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -52,8 +60,9 @@ from interop.peers.tools import smbclient
 
 MODES = ("plain", "sign", "encrypt")
 # --tests name -> the metric keys (prefixes) it produces
-TESTS = {"bulk": ("put-", "get-"), "small": ("mput", "mget"), "python": ("py-",)}
+TESTS = {"bulk": ("put-", "get-"), "small": ("mput", "mget"), "python": ("py-", "cpu-")}
 MiB = 1 << 20
+T = TypeVar("T")
 
 
 @dataclass
@@ -66,6 +75,13 @@ class Metric:
     def median(self, kind: str) -> float | None:
         v = self.values.get(kind)
         return statistics.median(v) if v else None
+
+    def ratio(self, kind: str, base: str) -> float | None:
+        """Median of the per-repetition ratios ``kind``/``base`` (samples pair by index)."""
+        v, b = self.values.get(kind), self.values.get(base)
+        if not v or not b or len(v) != len(b) or not all(b):
+            return None
+        return statistics.median(x / y for x, y in zip(v, b, strict=True))
 
 
 @dataclass
@@ -85,9 +101,35 @@ def _log(opts: Options, text: str) -> None:
         print(f"# {text}", file=sys.stderr, flush=True)
 
 
+def _cpu_seconds(needle: str) -> float:
+    """User + system CPU seconds of every process whose command line holds ``needle`` (a
+    server's private config path: smbd's forked children keep it too), all threads."""
+    key = os.fsencode(needle)
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if key not in f.read():
+                    continue
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5) fields 14, 15)
+    return total / tick
+
+
 def _sync() -> None:
     """Flush dirty pages so one transfer's writeback does not land in the next one's time."""
     os.sync()
+
+
+def _turns(eps: Sequence[T], rep: int) -> Sequence[T]:
+    """The servers in the order repetition ``rep`` measures them: reversed every other one."""
+    return eps if rep % 2 == 0 else eps[::-1]
 
 
 # -- smbclient bulk and small files ---------------------------------------------------------
@@ -105,7 +147,7 @@ def bench_smbclient_bulk(
     for mode in MODES:
         prot = _protection(mode)
         for rep in range(opts.reps + 1):  # rep 0 is the untimed warm-up
-            for ep in eps:  # servers take turns, so both see the same background load
+            for ep in _turns(eps, rep):  # servers take turns: both see the same load
                 _sync()
                 r = smbclient(ep, f'put "{src}" {name}', protection=prot, timeout=1200)
                 back.unlink(missing_ok=True)
@@ -135,7 +177,7 @@ def bench_small_files(
 ) -> None:
     n = opts.small_files
     for rep in range(opts.reps + 1):
-        for ep in eps:
+        for ep in _turns(eps, rep):
             d = f"bench-small-{rep}"
             back = opts.workdir / f"small-back-{ep.kind}-{rep}"
             back.mkdir()
@@ -262,7 +304,11 @@ def _pipelined(
 
 
 def bench_python_client(
-    eps: Sequence[Endpoint], opts: Options, pool: bytes, out: dict[str, Metric]
+    eps: Sequence[Endpoint],
+    opts: Options,
+    pool: bytes,
+    out: dict[str, Metric],
+    needles: dict[str, str],
 ) -> None:
     size = opts.size
     depth = opts.depth
@@ -284,7 +330,7 @@ def bench_python_client(
                 )
             handles.append((ep, fh))
         for rep in range(opts.reps + 1):
-            for ep, fh in handles:
+            for ep, fh in _turns(handles, rep):
 
                 def wrote(off: int, count: Any, kind: str = ep.kind) -> None:
                     if count != MiB:
@@ -300,15 +346,30 @@ def bench_python_client(
                 def send_read(off: int, fh: Any = fh) -> tuple[Any, Callable[..., Any]]:
                     return fh.read(off, MiB, send=False)  # type: ignore[no-any-return]
 
+                needle = needles[ep.kind]
+                _sync()
+                c0 = _cpu_seconds(needle)
                 w = _pipelined(fh, size, depth, send_write, wrote)
+                c1 = _cpu_seconds(needle)
+                _sync()
+                c2 = _cpu_seconds(needle)
                 r = _pipelined(fh, size, depth, send_read, read_ok)
+                c3 = _cpu_seconds(needle)
                 if rep:
-                    out["py-write"].values.setdefault(ep.kind, []).append(size / w / 1e6)
-                    out["py-read"].values.setdefault(ep.kind, []).append(size / r / 1e6)
+                    got = {
+                        "py-write": size / w / 1e6,
+                        "py-read": size / r / 1e6,
+                        "cpu-write": (c1 - c0) * 1000 / (size / MiB),
+                        "cpu-read": (c3 - c2) * 1000 / (size / MiB),
+                    }
+                    for key, value in got.items():
+                        out[key].values.setdefault(ep.kind, []).append(value)
                 _log(
                     opts,
                     f"{ep.kind} python rep {rep}: write {size / w / 1e6:.0f} MB/s, "
-                    f"read {size / r / 1e6:.0f} MB/s (depth {depth})",
+                    f"read {size / r / 1e6:.0f} MB/s (depth {depth}); server CPU "
+                    f"{(c1 - c0) * 1000 / (size / MiB):.2f} / {(c3 - c2) * 1000 / (size / MiB):.2f}"
+                    " ms per MiB",
                 )
 
 
@@ -350,6 +411,8 @@ def metrics(opts: Options) -> dict[str, Metric]:
             "py-read", f"python 1 MiB reads, {opts.depth} in flight, {opts.py_protection}", "MB/s"
         )
     )
+    m.append(Metric("cpu-write", "server CPU per MiB, python writes (lower is better)", "ms"))
+    m.append(Metric("cpu-read", "server CPU per MiB, python reads (lower is better)", "ms"))
     return {x.key: x for x in m}
 
 
@@ -357,14 +420,15 @@ def render(results: dict[str, Metric], kinds: Sequence[str]) -> str:
     headers = ["", "unit", "samba", "vmstor", "vmstor/samba"]
     rows = []
     for m in results.values():
-        s, v = m.median("samba"), m.median("vmstor")
-        ratio = f"{v / s:.2f}" if s and v is not None else "-"
+        s, v, q = m.median("samba"), m.median("vmstor"), m.ratio("vmstor", "samba")
+        ratio = f"{q:.2f}" if q is not None else "-"
+        digits = 2 if m.unit == "ms" else 0
         rows.append(
             [
                 m.label,
                 m.unit,
-                f"{s:.0f}" if s is not None else "-",
-                f"{v:.0f}" if v is not None else "-",
+                f"{s:.{digits}f}" if s is not None else "-",
+                f"{v:.{digits}f}" if v is not None else "-",
                 ratio,
             ]
         )
@@ -379,16 +443,24 @@ def render(results: dict[str, Metric], kinds: Sequence[str]) -> str:
     )
 
 
-def server(kind: str, base_dir: str | None) -> AbstractContextManager[Endpoint]:
+@contextmanager
+def server(kind: str, base_dir: str | None) -> Iterator[tuple[Endpoint, str]]:
+    """A running server and a string only its processes' command lines hold."""
     if kind == "samba":
         from interop.peers.samba import SambaServer
 
-        return SambaServer(encrypted_share=None, base_dir=base_dir)
+        samba = SambaServer(encrypted_share=None, base_dir=base_dir)
+        with samba as ep:
+            assert samba.tmp is not None
+            yield ep, str(samba.tmp / "smb.conf")
+        return
     from interop.peers.vmstor import VmstorServer
 
-    return VmstorServer(
+    vmstor = VmstorServer(
         encrypted_share=None, server_options={"require_signing": False}, base_dir=base_dir
     )
+    with vmstor as ep:
+        yield ep, str(vmstor.config_path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -403,7 +475,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=",".join(TESTS),
         help=f"comma-separated subset of {', '.join(TESTS)} (default: all)",
     )
-    p.add_argument("--reps", type=int, default=3, help="timed runs per figure (default 3)")
+    p.add_argument(
+        "--reps",
+        type=int,
+        default=4,
+        help="timed runs per figure (default 4: each server first in half of them)",
+    )
     p.add_argument("--size-mib", type=int, default=1024, help="bulk file size (default 1024)")
     p.add_argument("--small-files", type=int, default=1000, help="small-file count (default 1000)")
     p.add_argument("--small-kib", type=int, default=4, help="small-file size (default 4)")
@@ -461,7 +538,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             (small / f"f{i:05d}.dat").write_bytes(os.urandom(opts.small_size))
         pool = os.urandom(64 * MiB) if "python" in tests else b""
         with ExitStack() as stack:
-            eps = [stack.enter_context(server(kind, args.server_dir)) for kind in kinds]
+            started = [stack.enter_context(server(kind, args.server_dir)) for kind in kinds]
+            eps = [ep for ep, _needle in started]
+            needles = {ep.kind: needle for ep, needle in started}
             for ep in eps:
                 _log(opts, f"{ep.kind} on {ep.host}:{ep.port}")
             if "bulk" in tests:
@@ -469,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if "small" in tests:
                 bench_small_files(eps, opts, small, results)
             if "python" in tests:
-                bench_python_client(eps, opts, pool, results)
+                bench_python_client(eps, opts, pool, results, needles)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     smbclient_version = subprocess.run(

@@ -133,6 +133,13 @@ def test_bench_runs_against_samba_alone() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     rows = [line for line in out.stdout.splitlines() if "MB/s" in line or "files/s" in line]
     assert len(rows) == 10, out.stdout
+    # the server's CPU per MiB of the Python client's writes and reads (8 MiB may take
+    # less than the 10 ms a CPU-time tick counts: zero is a figure too)
+    cpu = [line for line in out.stdout.splitlines() if line.startswith("server CPU per MiB")]
+    assert len(cpu) == 2, out.stdout
+    for row in cpu:
+        assert row.split()[-3:-2] != ["-"] and float(row.split()[-3]) >= 0, row
+        assert row.split()[-2:] == ["-", "-"], row
     for row in rows:
         cells = row.split()
         # samba figure present and positive, vmstor column and ratio empty
