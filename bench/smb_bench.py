@@ -103,7 +103,8 @@ def _log(opts: Options, text: str) -> None:
 
 def _cpu_seconds(needle: str) -> float:
     """User + system CPU seconds of every process whose command line holds ``needle`` (a
-    server's private config path: smbd's forked children keep it too), all threads."""
+    server's private config path: smbd's forked children keep it too), all threads, with
+    the children they have reaped (a per-connection smbd that has exited)."""
     key = os.fsencode(needle)
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
@@ -118,7 +119,8 @@ def _cpu_seconds(needle: str) -> float:
                 fields = f.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue  # gone meanwhile
-        total += int(fields[11]) + int(fields[12])  # utime, stime (proc(5) fields 14, 15)
+        # utime, stime, cutime, cstime: proc(5) fields 14-17
+        total += sum(int(x) for x in fields[11:15])
     return total / tick
 
 

@@ -11,6 +11,9 @@ from smbd.wire.constants import HeaderFlags
 from smbd.wire.header import HEADER_SIZE, SIGNATURE_OFFSET, Header, pack_error_body, pack_header
 
 _PAD = bytes(8)
+# plain ints: IntFlag arithmetic builds an enum member per operation, on every response
+_SERVER_TO_REDIR = int(HeaderFlags.SERVER_TO_REDIR)
+_SIGNED = int(HeaderFlags.SIGNED)
 _NO_SIGNATURE = bytes(16)
 
 
@@ -64,12 +67,12 @@ def build_chain(messages: list[OutMessage]) -> list[Buffer]:
         size = HEADER_SIZE + m.body_size
         pad = (-size) % 8 if last else 0
         h = m.header
-        flags = h.flags | HeaderFlags.SERVER_TO_REDIR
+        flags = int(h.flags) | _SERVER_TO_REDIR
         echo = m.echo_signature if not m.sign_key else b""
         if m.sign_key or echo:
-            flags |= HeaderFlags.SIGNED
+            flags |= _SIGNED
         else:
-            flags &= ~HeaderFlags.SIGNED
+            flags &= ~_SIGNED
         h = h._replace(
             flags=flags,
             next_command=size + pad if i < last else 0,

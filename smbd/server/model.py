@@ -16,6 +16,10 @@ from smbd.config import SMB2_0_2, SMB2_1, SMB3_0, SMB3_0_2, SMB3_1_1, ShareConfi
 from smbd.server.credits import CreditWindow
 from smbd.wire.constants import Capabilities
 
+# ints: the properties below run per request, and IntFlag & builds a member per call
+_LARGE_MTU = int(Capabilities.LARGE_MTU)
+_MULTI_CHANNEL = int(Capabilities.MULTI_CHANNEL)
+
 if TYPE_CHECKING:
     from smbd.crypto import Encryptor, SessionKeys
     from smbd.server.request import Request
@@ -116,11 +120,11 @@ class Connection:
 
     @property
     def supports_large_mtu(self) -> bool:
-        return bool(self.capabilities & Capabilities.LARGE_MTU)
+        return bool(int(self.capabilities) & _LARGE_MTU)
 
     @property
     def supports_multichannel(self) -> bool:
-        return bool(self.capabilities & Capabilities.MULTI_CHANNEL)
+        return bool(int(self.capabilities) & _MULTI_CHANNEL)
 
     @property
     def supports_encryption(self) -> bool:

@@ -221,7 +221,7 @@ class TCPTransport:
         else:
             lock.acquire_nowait()  # no scheduler pass when nobody else is sending
         try:
-            await self._sendmsg_all(views)
+            await self._sendmsg_all(views, 4 + total)
         finally:
             lock.release()
         self.bytes_sent += 4 + total
@@ -239,13 +239,15 @@ class TCPTransport:
         if scope.cancelled_caught:
             raise TransportClosed(f"peer did not read for {self.send_timeout} s")
 
-    async def _sendmsg_all(self, views: list[memoryview]) -> None:
-        """Send every view; TransportClosed when no byte goes out for ``send_timeout``."""
+    async def _sendmsg_all(self, views: list[memoryview], left: int) -> None:
+        """Send every view (``left`` bytes in all); TransportClosed when no byte goes out
+        for ``send_timeout``. The usual case, one sendmsg taking everything, returns
+        without reading the clock."""
         raw = self._raw
         i = 0
-        deadline = trio.current_time() + self.send_timeout
-        while i < len(views):
-            batch = views[i : i + _IOV_MAX]
+        deadline = math.inf if raw is not None else trio.current_time() + self.send_timeout
+        while True:
+            batch = views[i : i + _IOV_MAX] if i or len(views) > _IOV_MAX else views
             try:
                 if raw is None:
                     with trio.CancelScope(deadline=deadline) as scope:
@@ -255,16 +257,21 @@ class TCPTransport:
                 else:
                     sent = raw.sendmsg(batch)
             except BlockingIOError:
+                if deadline == math.inf:  # the timeout counts from the first wait
+                    deadline = trio.current_time() + self.send_timeout
                 await self._wait_writable(deadline)
                 continue
             except InterruptedError:
                 continue
             except OSError as e:
                 raise TransportClosed(f"send failed: {e}") from None
+            left -= sent
+            if not left:
+                return
             if sent:
-                deadline = trio.current_time() + self.send_timeout
+                deadline = math.inf if raw is not None else trio.current_time() + self.send_timeout
             # skip what was sent; keep the rest of a partly sent part
-            while sent and i < len(views):
+            while sent:
                 n = len(views[i])
                 if sent >= n:
                     sent -= n

@@ -89,9 +89,12 @@ def parse_header(buf: memoryview | bytes | bytearray, offset: int = 0) -> Header
     )
 
 
+_ASYNC_COMMAND = int(HeaderFlags.ASYNC_COMMAND)  # an int: IntFlag & builds a member per call
+
+
 def pack_header(h: Header) -> bytearray:
     """Build a 64-byte header (signature as given; signing fills it in afterwards)."""
-    word5 = h.async_id if h.flags & HeaderFlags.ASYNC_COMMAND else (h.tree_id << 32)
+    word5 = h.async_id if int(h.flags) & _ASYNC_COMMAND else (h.tree_id << 32)
     out = bytearray(HEADER_SIZE)
     _HEADER.pack_into(
         out,
