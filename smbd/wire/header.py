@@ -89,7 +89,6 @@ def parse_header(buf: memoryview | bytes | bytearray, offset: int = 0) -> Header
     )
 
 
-_ASYNC_COMMAND = int(HeaderFlags.ASYNC_COMMAND)  # an int: IntFlag & builds a member per call
 
 
 def pack_header(h: Header) -> bytearray:
