@@ -89,8 +89,6 @@ def parse_header(buf: memoryview | bytes | bytearray, offset: int = 0) -> Header
     )
 
 
-
-
 def pack_header(h: Header) -> bytearray:
     """Build a 64-byte header (signature as given; signing fills it in afterwards)."""
     word5 = h.async_id if int(h.flags) & _ASYNC_COMMAND else (h.tree_id << 32)
