@@ -1000,15 +1000,30 @@ class PosixShare:
         n = self.read_now(handle, buf, offset)
         if n is None:
             return await self.run(self.read_into_sync, handle, buf, offset)
-        if n == len(buf) or n == 0:
+        if self._read_done(handle, buf, offset, n):
             return n  # no scheduler pass: the response that follows is one
-        # short: the end of the file, or the end of what is cached
-        try:
-            if offset + n >= os.fstat(handle.fd).st_size:
-                return n
-        except OSError:
-            pass
         return n + await self.run(self.read_into_sync, handle, buf[n:], offset + n)
+
+    def read_cached(self, handle: FileHandle, buf: memoryview, offset: int) -> int | None:
+        """What :meth:`read_into` would return, when the page cache holds all of it (no
+        disk, no thread); None when some of it would have to wait."""
+        n = self.read_now(handle, buf, offset)
+        if n is None or not self._read_done(handle, buf, offset, n):
+            return None
+        return n
+
+    @staticmethod
+    def _read_done(handle: FileHandle, buf: memoryview, offset: int, n: int) -> bool:
+        """Whether ``n`` bytes read at ``offset`` are all a read into ``buf`` gets: all it
+        asked for, or (RWF_NOWAIT reads nothing rather than block) up to the end of the
+        file; a short count before the end means the cached part ended there."""
+        if n == len(buf) or n == 0:
+            return True
+        try:
+            with pinned(handle):
+                return offset + n >= os.fstat(handle.fd).st_size
+        except OSError:
+            return False
 
     def write_sync(
         self, handle: FileHandle, data: memoryview, offset: int, *, sync: bool = False

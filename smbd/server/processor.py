@@ -11,6 +11,7 @@ pin too much.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -52,6 +53,8 @@ _SERVER_TO_REDIR = int(HeaderFlags.SERVER_TO_REDIR)
 _RELATED = int(HeaderFlags.RELATED_OPERATIONS)
 _SIGNED = int(HeaderFlags.SIGNED)
 _ASYNC = int(HeaderFlags.ASYNC_COMMAND)
+# ProtocolId, Command and NextCommand of a header ([MS-SMB2] 2.2.1)
+_PEEK = struct.Struct("<4s8xH6xI")
 _POOLED = 64 * 1024  # decrypted and encrypted messages this large use pooled buffers
 _U32_READERS: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
     # command: ((send payload offsets), (expected response offsets)) in the body
@@ -148,6 +151,11 @@ class ConnectionProcessor:
         self.on_negotiated: Callable[[], None] | None = None
         # transports that pool their receive buffers take each message back when done
         self._release: Callable[[memoryview], None] | None = getattr(transport, "release", None)
+        # a lone READ whose data the page cache holds is answered in the receive loop
+        # (direct TCP only: an SMB Direct send can wait for credits that only a receive
+        # brings); _preread carries its data to the Request built for it
+        self._preread_fn = server.preread if getattr(transport, "name", "") == "tcp" else None
+        self._preread: object | None = None
 
     # ---------------------------------------------------------------- receive loop
 
@@ -192,7 +200,33 @@ class ConnectionProcessor:
                 self._inflight_changed = trio.Event()
                 await self._inflight_changed.wait()
             self._inflight_bytes += size
+            if self._preread_fn is not None and await self._inline_read(msg):
+                continue
             nursery.start_soon(self._process_message, msg)
+
+    async def _inline_read(self, msg: memoryview) -> bool:
+        """Answer ``msg`` here, in the receive loop, if it is one plain READ whose data the
+        page cache holds: no task of its own and no scheduler pass before it runs. The
+        data is read first (``server.preread``, RWF_NOWAIT); then the message takes the
+        usual path (every check, the handler, the response) with nothing left that
+        waits but the send. False: the caller starts a task for it as for any other."""
+        if len(msg) <= HEADER_SIZE:
+            return False
+        proto, command, next_command = _PEEK.unpack_from(msg)
+        if proto != PROTOCOL_ID or command != Command.READ or next_command:
+            return False
+        assert self._preread_fn is not None
+        pre = self._preread_fn(self.server.files, msg[HEADER_SIZE:])
+        if pre is None:
+            return False
+        self._preread = pre
+        try:
+            await self._process_message(msg)
+        finally:
+            self._preread = None
+            if not pre.taken:  # not used (the READ failed a check): the buffer goes back
+                POOL.give(pre.buf)
+        return True
 
     def _has_valid_session(self) -> bool:
         return any(s.state is SessionState.VALID for s in self.conn.sessions.values())
@@ -348,6 +382,8 @@ class ConnectionProcessor:
             chain=chain,
             hooks=self,
         )
+        if self._preread is not None:  # this is the READ _inline_read read ahead for
+            req.preread, self._preread = self._preread, None
         state = RequestState()
         self._states[id(req)] = state
         status: int = NTStatus.SUCCESS

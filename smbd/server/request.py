@@ -79,6 +79,7 @@ class Request:
         "header",
         "message",
         "on_response",
+        "preread",
         "server",
         "session",
         "sign_response",
@@ -119,6 +120,9 @@ class Request:
         # another channel is answered under that key, the one its client checks with.
         self.sign_with: tuple[bytes, int] | None = None
         self.on_response: Callable[[bytes], None] | None = None
+        # a READ's data the core read before handling it, when the page cache held it
+        # (smbd.server.files.readwrite.preread); the READ handler may use it
+        self.preread: object | None = None
 
     @property
     def is_related(self) -> bool:

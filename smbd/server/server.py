@@ -116,6 +116,11 @@ class SMBServer:
         if handlers:
             table.update(handlers)
         self.handlers: dict[int, Handler] = table
+        # reads a lone READ's data when the page cache holds it, so that the connection
+        # answers it without a task (processor); only with the file handlers' own READ
+        self.preread: Callable[[Any, memoryview], Any] | None = None
+        if files_mod is not None and table.get(Command.READ) is files_handlers.get(Command.READ):
+            self.preread = getattr(files_mod, "preread", None)
 
     # ---------------------------------------------------------------- shares
 

@@ -7,6 +7,7 @@ own payload view to ``pwritev``. Nothing is copied on the way.
 
 from __future__ import annotations
 
+from smbd.backend.posix import INLINE_READ_MAX
 from smbd.server.files import torture
 from smbd.server.files.common import (
     FILE_APPEND_DATA,
@@ -24,9 +25,10 @@ from smbd.server.request import Request, Response, SMBError
 from smbd.transport import smbdirect
 from smbd.transport.buffers import POOL
 from smbd.wire import rw
+from smbd.wire.errors import ParseError
 from smbd.wire.status import NTStatus
 
-__all__ = ["handle_read", "handle_write"]
+__all__ = ["PreRead", "handle_read", "handle_write", "preread"]
 
 _INT64_MAX = (1 << 63) - 1
 # NTFS's largest file (16 TiB - 64 KiB); writes reaching past it are INVALID_PARAMETER
@@ -34,6 +36,55 @@ MAX_FILE_SIZE = 0xFFFFFFF0000
 _FILE_ACTION_MODIFIED = 3
 _NOTIFY_SIZE_WRITE = 0x8 | 0x10  # FILE_NOTIFY_CHANGE_SIZE | LAST_WRITE
 _WRITE_THROUGH = int(rw.WriteFlags.WRITE_THROUGH)  # a plain int: no IntFlag built per WRITE
+
+
+class PreRead:
+    """A READ's data read before the request is handled (see :func:`preread`)."""
+
+    __slots__ = ("buf", "count", "file_id", "length", "offset", "taken")
+
+    def __init__(
+        self, file_id: tuple[int, int], offset: int, length: int, buf: memoryview, count: int
+    ) -> None:
+        self.file_id = file_id
+        self.offset = offset
+        self.length = length
+        self.buf = buf  # a pool buffer; whoever takes it hands it back
+        self.count = count
+        self.taken = False
+
+
+def preread(files: FileServerState, body: memoryview) -> PreRead | None:
+    """The data of a READ (its request body, not yet checked in any way) when the page
+    cache holds all of it: read now with RWF_NOWAIT into a pool buffer, so that the core
+    can answer the request in the connection's receive loop instead of a task of its own.
+    None when it does not (unknown open, an RDMA channel, a named pipe, a directory, data
+    not cached): the request then goes the usual way.
+
+    Nothing is decided here. The request still goes through every check (signature,
+    session, tree, the open's session and tree, access, locks), and :func:`handle_read`
+    uses the data only for the same open, offset and length; otherwise it is dropped."""
+    try:
+        r = rw.parse_read_request(body)
+    except ParseError:
+        return None
+    if r.channel or not r.length or r.offset + r.length > _INT64_MAX:
+        return None
+    o = files.opens.get(r.file_id[1])
+    if o is None or o.closed or o.is_dir or o.disconnected_at is not None:
+        return None
+    read_cached = getattr(o.file.runtime.backend, "read_cached", None)
+    if read_cached is None or r.length > INLINE_READ_MAX:  # larger: a worker thread reads
+        return None
+    buf = POOL.take(r.length)
+    try:
+        n = read_cached(o.handle, buf, r.offset)
+    except Exception:
+        n = None  # its error, if any, is the handler's to report
+    if n is None:
+        POOL.give(buf)
+        return None
+    return PreRead(r.file_id, r.offset, r.length, buf, n)
 
 
 async def handle_read(req: Request) -> Response:
@@ -55,9 +106,20 @@ async def handle_read(req: Request) -> Response:
         raise SMBError(NTStatus.FILE_LOCK_CONFLICT)
     rt = o.file.runtime
     rt.ops += 1
-    buf = POOL.take(r.length)  # the processor hands it back once the response is sent
-    with smb_errors():
-        n = await rt.backend.read_into(o.handle, buf, r.offset)
+    pre = req.preread
+    if (
+        isinstance(pre, PreRead)
+        and pre.file_id == r.file_id
+        and pre.offset == r.offset
+        and pre.length == r.length
+        and rdma is None
+    ):
+        pre.taken = True  # read moments ago, from the cache (see preread)
+        buf, n = pre.buf, pre.count
+    else:
+        buf = POOL.take(r.length)  # the processor hands it back once the response is sent
+        with smb_errors():
+            n = await rt.backend.read_into(o.handle, buf, r.offset)
     if (n == 0 and r.length) or n < r.minimum_count:
         raise SMBError(NTStatus.END_OF_FILE)
     rt.bytes_read += n
