@@ -55,6 +55,8 @@ _SIGNED = int(HeaderFlags.SIGNED)
 _ASYNC = int(HeaderFlags.ASYNC_COMMAND)
 # ProtocolId, Command and NextCommand of a header ([MS-SMB2] 2.2.1)
 _PEEK = struct.Struct("<4s8xH6xI")
+# processed in the receive loop when alone in a message (see _inline)
+_INLINE_COMMANDS = frozenset((Command.ECHO, Command.QUERY_INFO, Command.CLOSE))
 _POOLED = 64 * 1024  # decrypted and encrypted messages this large use pooled buffers
 _U32_READERS: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
     # command: ((send payload offsets), (expected response offsets)) in the body
@@ -151,11 +153,17 @@ class ConnectionProcessor:
         self.on_negotiated: Callable[[], None] | None = None
         # transports that pool their receive buffers take each message back when done
         self._release: Callable[[memoryview], None] | None = getattr(transport, "release", None)
-        # a lone READ whose data the page cache holds is answered in the receive loop
-        # (direct TCP only: an SMB Direct send can wait for credits that only a receive
-        # brings); _preread carries its data to the Request built for it
-        self._preread_fn = server.preread if getattr(transport, "name", "") == "tcp" else None
+        # requests that wait for nothing are processed in the receive loop (_inline);
+        # direct TCP only: an SMB Direct send can wait for credits that only a receive
+        # brings. _preread carries a READ's early data to the Request built for it.
+        self._inline_ok = getattr(transport, "name", "") == "tcp"
+        self._preread_fn = server.preread
         self._preread: object | None = None
+        self.inline = 0  # requests processed in the receive loop
+        # tasks started for messages that have not run yet: while there are any, a message
+        # is not processed inline, which would overtake them (a CLOSE must find an IOCTL
+        # sent before it already running on the open: smbtorture smb2.ioctl.bug14769)
+        self._unstarted = 0
 
     # ---------------------------------------------------------------- receive loop
 
@@ -200,26 +208,42 @@ class ConnectionProcessor:
                 self._inflight_changed = trio.Event()
                 await self._inflight_changed.wait()
             self._inflight_bytes += size
-            if self._preread_fn is not None and await self._inline_read(msg):
+            if self._inline_ok and not self._unstarted and await self._inline(msg):
                 continue
-            nursery.start_soon(self._process_message, msg)
+            self._unstarted += 1
+            nursery.start_soon(self._process_task, msg)
 
-    async def _inline_read(self, msg: memoryview) -> bool:
-        """Answer ``msg`` here, in the receive loop, if it is one plain READ whose data the
-        page cache holds: no task of its own and no scheduler pass before it runs. The
-        data is read first (``server.preread``, RWF_NOWAIT); then the message takes the
-        usual path (every check, the handler, the response) with nothing left that
-        waits but the send. False: the caller starts a task for it as for any other."""
+    async def _process_task(self, msg: memoryview) -> None:
+        self._unstarted -= 1
+        await self._process_message(msg)
+
+    async def _inline(self, msg: memoryview) -> bool:
+        """Process ``msg`` here, in the receive loop, when it is one request (no chain) that
+        waits for nothing but the send of its response: no task of its own and no scheduler
+        pass before it runs. Those are ECHO, QUERY_INFO and CLOSE (none of them waits for a
+        client: only CREATE, SET_INFO, LOCK, CHANGE_NOTIFY and named-pipe I/O do, and they
+        keep their tasks), and a READ whose data the page cache holds: that data is read
+        first (``server.preread``, RWF_NOWAIT). The message then takes the usual path,
+        every check included. False: the caller starts a task for it as for any other.
+        Only called when every message before it has started running (``_unstarted``)."""
         if len(msg) <= HEADER_SIZE:
             return False
         proto, command, next_command = _PEEK.unpack_from(msg)
-        if proto != PROTOCOL_ID or command != Command.READ or next_command:
+        if proto != PROTOCOL_ID or next_command:
             return False
-        assert self._preread_fn is not None
+        if command != Command.READ:
+            if command not in _INLINE_COMMANDS:
+                return False
+            self.inline += 1
+            await self._process_message(msg)
+            return True
+        if self._preread_fn is None:
+            return False
         pre = self._preread_fn(self.server.files, msg[HEADER_SIZE:])
         if pre is None:
             return False
         self._preread = pre
+        self.inline += 1
         try:
             await self._process_message(msg)
         finally:
@@ -860,6 +884,7 @@ class ConnectionProcessor:
             "peer": self.conn.peer,
             "dialect": self.conn.dialect_text,
             "requests": self.requests,
+            "inline": self.inline,
             "errors": self.errors,
             "async": len(self.conn.pending_async),
             "inflight_bytes": self._inflight_bytes,

@@ -1,14 +1,16 @@
-"""READ answered in the connection's receive loop ([MS-SMB2] 3.3.5.12).
+"""Requests processed in the connection's receive loop ([MS-SMB2] 3.3.5.2, 3.3.5.12).
 
-A READ that arrives alone in its message, on direct TCP, for data the page cache holds is
-read before it is handled (``smbd.server.files.readwrite.preread``) and then handled in
-the receive loop instead of a task of its own. These tests check that it still gets every
-check a READ gets, that the data read early is used only for that READ, and that the
-buffers it took go back to the pool either way."""
+A request alone in its message, on direct TCP, that waits for nothing but the send of its
+response (ECHO, QUERY_INFO, CLOSE) runs in the receive loop instead of a task of its own;
+so does a READ whose data the page cache holds, read before it is handled
+(``smbd.server.files.readwrite.preread``). These tests check that such READs still get
+every check a READ gets, that the data read early is used only for that READ, that the
+buffers it took go back to the pool either way, and which requests keep their tasks."""
 
 from __future__ import annotations
 
 import os
+import struct
 
 import pytest
 
@@ -17,7 +19,7 @@ from smbd.server.files import readwrite
 from smbd.server.files.state import FileServerState
 from smbd.wire import close as wclose
 from smbd.wire import create as wc
-from smbd.wire import rw
+from smbd.wire import info, rw
 from smbd.wire.constants import Command
 from smbd.wire.status import NTStatus
 from tests.smbd.server.conftest import Running
@@ -148,3 +150,27 @@ async def test_reads_the_cache_does_not_hold_take_a_task(
     r = await c.call(Command.READ, _read((7, 7), 0, 4096), tree_id=tid)
     assert r.status == NTStatus.FILE_CLOSED
     assert seen == [None, None]
+
+
+async def test_requests_that_wait_for_nothing_run_in_the_receive_loop(smb: Running) -> None:
+    (smb.root / "f.txt").write_bytes(b"hello")
+    c = await smb.session()
+    tid = (await c.tree_connect(r"\\x\share")).header.tree_id
+    (proc,) = smb.server.processors.values()  # this test's one connection
+    fid = await _open(c, tid, "f.txt")  # CREATE may wait for lease breaks: a task
+    assert proc.statistics()["inline"] == 0
+    assert (await c.call(Command.ECHO, b"\x04\x00\x00\x00")).status == NTStatus.SUCCESS
+    q = info.pack_query_info_request(
+        info.QueryInfoRequest(1, 5, 4096, memoryview(b""), 0, 0, fid)  # FileStandardInformation
+    )
+    r = await c.call(Command.QUERY_INFO, q, tree_id=tid)
+    assert r.status == NTStatus.SUCCESS
+    assert struct.unpack_from("<q", info.parse_query_info_response(r.body), 8)[0] == 5
+    body = wclose.pack_close_request(wclose.CloseRequest(flags=0, file_id=fid))
+    assert (await c.call(Command.CLOSE, body, tree_id=tid)).status == NTStatus.SUCCESS
+    assert proc.statistics()["inline"] == 3
+    # a QUERY_INFO of the closed open is still answered, with its error, signed
+    r = await c.call(Command.QUERY_INFO, q, tree_id=tid)
+    assert r.status == NTStatus.FILE_CLOSED
+    assert crypto.verify(c.signing_algorithm, c.signing_key, r.raw)
+    assert proc.statistics()["inline"] == 4
