@@ -55,6 +55,18 @@ _SIGNED = int(HeaderFlags.SIGNED)
 _ASYNC = int(HeaderFlags.ASYNC_COMMAND)
 # ProtocolId, Command and NextCommand of a header ([MS-SMB2] 2.2.1)
 _PEEK = struct.Struct("<4s8xH6xI")
+# commands whose handlers never go async on a file share (only CREATE, SET_INFO, LOCK,
+# CHANGE_NOTIFY, IOCTL and named-pipe I/O do): they run without a cancel scope
+_NEVER_ASYNC = frozenset(
+    (
+        Command.ECHO,
+        Command.QUERY_INFO,
+        Command.CLOSE,
+        Command.FLUSH,
+        Command.READ,
+        Command.WRITE,
+    )
+)
 # processed in the receive loop when alone in a message (see _inline)
 _INLINE_COMMANDS = frozenset((Command.ECHO, Command.QUERY_INFO, Command.CLOSE))
 _POOLED = 64 * 1024  # decrypted and encrypted messages this large use pooled buffers
@@ -652,6 +664,13 @@ class ConnectionProcessor:
     async def _run_handler(self, req: Request, handler: Handler, state: RequestState) -> Response:
         conn = self.conn
         mid = req.header.message_id
+        if req.header.command in _NEVER_ASYNC and (req.tree is None or not req.tree.is_ipc):
+            # no cancel scope: only a request that went async is cancelled (_cancel)
+            conn.pending_sync[mid] = req
+            try:
+                return await handler(req)
+            finally:
+                conn.pending_sync.pop(mid, None)
         with trio.CancelScope() as scope:
             req.cancel_scope = scope
             conn.pending_sync[mid] = req
