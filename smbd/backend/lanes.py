@@ -53,6 +53,7 @@ class Lane:
         "_thread",
         "jobs",
         "name",
+        "pending",
         "threads_started",
         "token",
         "wakeups",
@@ -69,6 +70,7 @@ class Lane:
         self._done_lock = threading.Lock()
         self._deliver_cb = self._deliver  # one bound method, not one per batch
         self.jobs = 0
+        self.pending = 0  # jobs submitted and not yet delivered (event loop side only)
         self.wakeups = 0  # deliveries scheduled on the event loop (<= jobs)
         self.threads_started = 0
 
@@ -87,6 +89,7 @@ class Lane:
                 self._idle = False
                 self._cond.notify()
         self.jobs += 1
+        self.pending += 1
         result: T = await trio.lowlevel.wait_task_rescheduled(_no_abort)
         return result
 
@@ -118,6 +121,7 @@ class Lane:
         with self._done_lock:
             done, self._done = self._done, []
         self.wakeups += 1
+        self.pending -= len(done)
         for task, result in done:
             trio.lowlevel.reschedule(task, result)
 

@@ -44,6 +44,7 @@ import os
 import stat as st
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from enum import IntEnum, IntFlag
 from pathlib import Path
@@ -63,6 +64,7 @@ from smbd.backend.attrs import (
     ns_to_filetime,
 )
 from smbd.backend.errors import BackendError, os_errors, status_for_errno
+from smbd.backend.inline_writes import InlineWrites
 from smbd.backend.lanes import Lanes
 from smbd.backend.paths import STREAMS_DIR, Components, join_components
 from smbd.wire.status import NTStatus
@@ -312,6 +314,7 @@ class PosixShare:
         case_insensitive: bool = True,
         inline_metadata: bool = True,
         write_lanes: int = 4,
+        inline_writes: InlineWrites | None = None,
     ) -> None:
         self.root = Path(root)
         self.read_only = read_only
@@ -320,6 +323,9 @@ class PosixShare:
         self.case_insensitive = case_insensitive
         self._limiter = limiter if limiter is not None else trio.CapacityLimiter(16)
         self._lanes = Lanes(write_lanes, name=f"write {self.root.name}")
+        # data writes on the event loop while the kernel would not make them wait
+        # (smbd.backend.inline_writes); None: every write goes to a lane
+        self.inline_writes = inline_writes if inline_writes is not None else InlineWrites()
         with os_errors(f"share root {self.root}"):
             self._root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | _O_CLOEXEC)
         self._xattrs = True  # cleared the first time the filesystem refuses user xattrs
@@ -1046,8 +1052,24 @@ class PosixShare:
     ) -> int:
         """Data writes go to the file's lane (:mod:`smbd.backend.lanes`): one thread per
         lane runs them in order, so writes to one file do not contend for its inode lock
-        and a burst of them costs one wakeup of the event loop, not one per write."""
+        and a burst of them costs one wakeup of the event loop, not one per write. While
+        the kernel would not make a writer wait, a write no larger than 1 MiB to a file
+        with nothing queued in its lane runs on the event loop instead
+        (:mod:`smbd.backend.inline_writes`); write-through writes always take the lane."""
         lane = self._lanes.lane(handle.ino)
+        policy = self.inline_writes
+        if not sync and not lane.pending and policy.allowed(len(data)):
+            # nothing queued for the file (no write overtaken) and nothing makes the
+            # kernel throttle writers: the copy into the page cache costs less than the
+            # lane's thread handoff would
+            start = time.monotonic()
+            try:
+                with pinned(handle):
+                    return self.write_sync(handle, data, offset)
+            except OSError as exc:
+                raise BackendError(status_for_errno(exc.errno), str(exc)) from exc
+            finally:
+                policy.took(time.monotonic() - start)
         try:
             with pinned(handle):
                 if sync:

@@ -12,6 +12,7 @@ import trio
 
 from smbd.backend import Disposition, PosixShare, lanes
 from smbd.backend.errors import BackendError
+from smbd.backend.inline_writes import InlineWrites
 
 
 async def test_results_and_exceptions_come_back() -> None:
@@ -112,8 +113,9 @@ def test_lanes_need_one() -> None:
 
 
 async def test_posix_writes_go_through_the_file_lane(
-    share: PosixShare, share_root: Path, monkeypatch: pytest.MonkeyPatch
+    share_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    share = PosixShare(share_root, inline_writes=InlineWrites(max_bytes=0))  # lanes only
     synced: list[int] = []
     real = os.fdatasync
 
@@ -131,6 +133,7 @@ async def test_posix_writes_go_through_the_file_lane(
     assert synced == [h.fd]  # WRITE_THROUGH still reaches the disk before the reply
     assert share._lanes.statistics()["jobs"] == 4
     await share.close_handle(h)
+    share.close()
     assert (share_root / "f.bin").read_bytes() == data + b"tail"
 
 
