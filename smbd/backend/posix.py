@@ -1056,12 +1056,8 @@ class PosixShare:
         the kernel would not make a writer wait, a write no larger than 1 MiB to a file
         with nothing queued in its lane runs on the event loop instead
         (:mod:`smbd.backend.inline_writes`); write-through writes always take the lane."""
-        lane = self._lanes.lane(handle.ino)
-        policy = self.inline_writes
-        if not sync and not lane.pending and policy.allowed(len(data)):
-            # nothing queued for the file (no write overtaken) and nothing makes the
-            # kernel throttle writers: the copy into the page cache costs less than the
-            # lane's thread handoff would
+        if not sync and self.writes_inline(handle, len(data)):
+            policy = self.inline_writes
             start = time.monotonic()
             try:
                 with pinned(handle):
@@ -1070,6 +1066,7 @@ class PosixShare:
                 raise BackendError(status_for_errno(exc.errno), str(exc)) from exc
             finally:
                 policy.took(time.monotonic() - start)
+        lane = self._lanes.lane(handle.ino)
         try:
             with pinned(handle):
                 if sync:
@@ -1077,6 +1074,13 @@ class PosixShare:
                 return await lane.run(self.write_sync, handle, data, offset)
         except OSError as exc:
             raise BackendError(status_for_errno(exc.errno), str(exc)) from exc
+
+    def writes_inline(self, handle: FileHandle, size: int) -> bool:
+        """Whether :meth:`write` would write ``size`` bytes to ``handle`` on the event loop
+        now: nothing queued in the file's lane (so that no write is overtaken) and nothing
+        that makes the kernel throttle writers (:mod:`smbd.backend.inline_writes`); the
+        copy into the page cache then costs less than the lane's thread handoff."""
+        return not self._lanes.lane(handle.ino).pending and self.inline_writes.allowed(size)
 
     def _write_through(self, handle: FileHandle, data: memoryview, offset: int) -> int:
         return self.write_sync(handle, data, offset, sync=True)

@@ -170,6 +170,7 @@ class ConnectionProcessor:
         # brings. _preread carries a READ's early data to the Request built for it.
         self._inline_ok = getattr(transport, "name", "") == "tcp"
         self._preread_fn = server.preread
+        self._write_now = server.write_now
         self._preread: object | None = None
         self.inline = 0  # requests processed in the receive loop
         # tasks started for messages that have not run yet: while there are any, a message
@@ -234,21 +235,31 @@ class ConnectionProcessor:
         waits for nothing but the send of its response: no task of its own and no scheduler
         pass before it runs. Those are ECHO, QUERY_INFO and CLOSE (none of them waits for a
         client: only CREATE, SET_INFO, LOCK, CHANGE_NOTIFY and named-pipe I/O do, and they
-        keep their tasks), and a READ whose data the page cache holds: that data is read
-        first (``server.preread``, RWF_NOWAIT). The message then takes the usual path,
-        every check included. False: the caller starts a task for it as for any other.
+        keep their tasks), a WRITE the backend would write on the event loop
+        (``server.write_now``), and a READ whose data the page cache holds: that data is
+        read first (``server.preread``, RWF_NOWAIT). The message then takes the usual
+        path, every check included. False: the caller starts a task for it as for any other.
         Only called when every message before it has started running (``_unstarted``)."""
         if len(msg) <= HEADER_SIZE:
             return False
         proto, command, next_command = _PEEK.unpack_from(msg)
         if proto != PROTOCOL_ID or next_command:
             return False
-        if command != Command.READ:
-            if command not in _INLINE_COMMANDS:
-                return False
-            self.inline += 1
-            await self._process_message(msg)
-            return True
+        if command == Command.READ:
+            return await self._inline_read(msg)
+        if command == Command.WRITE:
+            ok = self._write_now is not None and self._write_now(
+                self.server.files, msg[HEADER_SIZE:]
+            )
+        else:
+            ok = command in _INLINE_COMMANDS
+        if not ok:
+            return False
+        self.inline += 1
+        await self._process_message(msg)
+        return True
+
+    async def _inline_read(self, msg: memoryview) -> bool:
         if self._preread_fn is None:
             return False
         pre = self._preread_fn(self.server.files, msg[HEADER_SIZE:])

@@ -116,11 +116,15 @@ class SMBServer:
         if handlers:
             table.update(handlers)
         self.handlers: dict[int, Handler] = table
-        # reads a lone READ's data when the page cache holds it, so that the connection
-        # answers it without a task (processor); only with the file handlers' own READ
+        # reads a lone READ's data when the page cache holds it, and tells whether a lone
+        # WRITE would be written without a thread, so that the connection processes
+        # them without a task (processor); only with the file handlers' own READ/WRITE
         self.preread: Callable[[Any, memoryview], Any] | None = None
+        self.write_now: Callable[[Any, memoryview], bool] | None = None
         if files_mod is not None and table.get(Command.READ) is files_handlers.get(Command.READ):
             self.preread = getattr(files_mod, "preread", None)
+        if files_mod is not None and table.get(Command.WRITE) is files_handlers.get(Command.WRITE):
+            self.write_now = getattr(files_mod, "write_now", None)
 
     # ---------------------------------------------------------------- shares
 

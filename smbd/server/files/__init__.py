@@ -12,12 +12,12 @@ from smbd.server.files.close import handle_close, handle_flush
 from smbd.server.files.create import handle_create
 from smbd.server.files.directory import handle_query_directory
 from smbd.server.files.info import handle_query_info, handle_set_info
-from smbd.server.files.readwrite import handle_read, handle_write, preread
+from smbd.server.files.readwrite import handle_read, handle_write, preread, write_now
 from smbd.server.files.state import FileServerState
 from smbd.server.request import Handler
 from smbd.wire.constants import Command
 
-__all__ = ["HANDLERS", "FileServerState", "preread"]
+__all__ = ["HANDLERS", "FileServerState", "preread", "write_now"]
 
 HANDLERS: dict[Command, Handler] = {
     Command.CREATE: handle_create,

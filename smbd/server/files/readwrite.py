@@ -28,7 +28,7 @@ from smbd.wire import rw
 from smbd.wire.errors import ParseError
 from smbd.wire.status import NTStatus
 
-__all__ = ["PreRead", "handle_read", "handle_write", "preread"]
+__all__ = ["PreRead", "handle_read", "handle_write", "preread", "write_now"]
 
 _INT64_MAX = (1 << 63) - 1
 # NTFS's largest file (16 TiB - 64 KiB); writes reaching past it are INVALID_PARAMETER
@@ -127,6 +127,25 @@ async def handle_read(req: Request) -> Response:
     if rdma is not None:
         return Response(await rdma.respond(buf[:n]))
     return Response(torture.read_response(req.connection, rw.pack_read_response(buf[:n])))
+
+
+def write_now(files: FileServerState, body: memoryview) -> bool:
+    """Whether a WRITE (its request body, not yet checked in any way) would be written on
+    the event loop (the backend's ``writes_inline``: small enough, nothing queued for the
+    file, the kernel not throttling writers), so that the core can process it in the
+    connection's receive loop instead of a task of its own. Nothing is decided here:
+    the request still goes through every check in :func:`handle_write`."""
+    try:
+        w = rw.parse_write_request(body)
+    except ParseError:
+        return False
+    if w.channel or w.flags & _WRITE_THROUGH or not len(w.data):
+        return False
+    o = files.opens.get(w.file_id[1])
+    if o is None or o.closed or o.is_dir or o.write_through or o.disconnected_at is not None:
+        return False
+    writes_inline = getattr(o.file.runtime.backend, "writes_inline", None)
+    return writes_inline is not None and bool(writes_inline(o.handle, len(w.data)))
 
 
 async def handle_write(req: Request) -> Response:

@@ -1,11 +1,12 @@
-"""Requests processed in the connection's receive loop ([MS-SMB2] 3.3.5.2, 3.3.5.12).
+"""Requests processed in the connection's receive loop ([MS-SMB2] 3.3.5.2, 3.3.5.12-13).
 
 A request alone in its message, on direct TCP, that waits for nothing but the send of its
 response (ECHO, QUERY_INFO, CLOSE) runs in the receive loop instead of a task of its own;
 so does a READ whose data the page cache holds, read before it is handled
-(``smbd.server.files.readwrite.preread``). These tests check that such READs still get
-every check a READ gets, that the data read early is used only for that READ, that the
-buffers it took go back to the pool either way, and which requests keep their tasks."""
+(``smbd.server.files.readwrite.preread``), and a WRITE the backend would write on the
+event loop (``write_now``). These tests check that such requests still get every check,
+that the data read early is used only for that READ, that the buffers it took go back to
+the pool either way, and which requests keep their tasks."""
 
 from __future__ import annotations
 
@@ -174,3 +175,44 @@ async def test_requests_that_wait_for_nothing_run_in_the_receive_loop(smb: Runni
     assert r.status == NTStatus.FILE_CLOSED
     assert crypto.verify(c.signing_algorithm, c.signing_key, r.raw)
     assert proc.statistics()["inline"] == 4
+
+
+async def _open_rw(c: RawClient, tid: int, name: str) -> tuple[int, int]:
+    body = wc.pack_create_request(
+        wc.CreateRequest(0, 0, 2, 0, GENERIC_READ | 0x40000000, 0, FILE_SHARE_ALL,
+                         wc.CreateDisposition.OPEN_IF, 0x40, name, ())
+    )  # fmt: skip
+    r = await c.call(Command.CREATE, body, tree_id=tid)
+    assert r.status == NTStatus.SUCCESS, hex(r.status)
+    return wc.parse_create_response(r.body).file_id
+
+
+def _write(file_id: tuple[int, int], offset: int, data: bytes, flags: int = 0) -> bytes:
+    return b"".join(
+        bytes(p)
+        for p in rw.pack_write_request(
+            rw.WriteRequest(memoryview(data), offset, file_id, 0, 0, flags)
+        )
+    )
+
+
+async def test_writes_written_on_the_event_loop_run_in_the_receive_loop(smb: Running) -> None:
+    c = await smb.session()
+    tid = (await c.tree_connect(r"\\x\share", credits=64)).header.tree_id
+    (proc,) = smb.server.processors.values()
+    fid = await _open_rw(c, tid, "w.bin")
+    before = proc.inline
+    r = await c.call(Command.WRITE, _write(fid, 0, b"a" * 4096), tree_id=tid)
+    assert r.status == NTStatus.SUCCESS
+    assert rw.parse_write_response(r.body)[0] == 4096
+    assert proc.inline == before + 1
+    # write-through: fdatasync in a lane's thread, so a task of its own
+    r = await c.call(Command.WRITE, _write(fid, 4096, b"b" * 10, flags=1), tree_id=tid)
+    assert r.status == NTStatus.SUCCESS
+    assert proc.inline == before + 1
+    # another session's open: refused by the same checks, nothing written
+    other = await smb.session()
+    otid = (await other.tree_connect(r"\\x\share")).header.tree_id
+    r = await other.call(Command.WRITE, _write(fid, 0, b"x" * 4096), tree_id=otid)
+    assert r.status == NTStatus.FILE_CLOSED
+    assert (smb.root / "w.bin").read_bytes() == b"a" * 4096 + b"b" * 10
