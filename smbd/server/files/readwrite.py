@@ -24,6 +24,7 @@ from smbd.server.files.state import FileServerState
 from smbd.server.request import Request, Response, SMBError
 from smbd.transport import smbdirect
 from smbd.transport.buffers import POOL
+from smbd.wire import create as wc
 from smbd.wire import rw
 from smbd.wire.errors import ParseError
 from smbd.wire.status import NTStatus
@@ -36,6 +37,7 @@ MAX_FILE_SIZE = 0xFFFFFFF0000
 _FILE_ACTION_MODIFIED = 3
 _NOTIFY_SIZE_WRITE = 0x8 | 0x10  # FILE_NOTIFY_CHANGE_SIZE | LAST_WRITE
 _WRITE_THROUGH = int(rw.WriteFlags.WRITE_THROUGH)  # a plain int: no IntFlag built per WRITE
+_OPLOCK_LEVEL_II = int(wc.OplockLevel.II)
 
 
 class PreRead:
@@ -143,6 +145,10 @@ def write_now(files: FileServerState, body: memoryview) -> bool:
         return False
     o = files.opens.get(w.file_id[1])
     if o is None or o.closed or o.is_dir or o.write_through or o.disconnected_at is not None:
+        return False
+    if len(o.file.opens) > 1 or o.oplock_level == _OPLOCK_LEVEL_II:
+        # the write may break other holders' read caching (break_read_caching), and a
+        # break is a send to another client, which may be slow to read: a task waits
         return False
     writes_inline = getattr(o.file.runtime.backend, "writes_inline", None)
     return writes_inline is not None and bool(writes_inline(o.handle, len(w.data)))

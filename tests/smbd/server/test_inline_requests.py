@@ -216,3 +216,10 @@ async def test_writes_written_on_the_event_loop_run_in_the_receive_loop(smb: Run
     r = await other.call(Command.WRITE, _write(fid, 0, b"x" * 4096), tree_id=otid)
     assert r.status == NTStatus.FILE_CLOSED
     assert (smb.root / "w.bin").read_bytes() == b"a" * 4096 + b"b" * 10
+    # a second open of the file: a write may have to break its caching, which is a send
+    # to a client that may be slow to read, so the write keeps its task
+    await _open_rw(other, otid, "w.bin")
+    r = await c.call(Command.WRITE, _write(fid, 0, b"c" * 10), tree_id=tid)
+    assert r.status == NTStatus.SUCCESS
+    assert proc.inline == before + 1
+    assert (smb.root / "w.bin").read_bytes()[:12] == b"c" * 10 + b"aa"
