@@ -27,20 +27,27 @@ from tests.smbd.server.conftest import Running
 from tests.smbd.server.rawclient import RawClient
 
 GENERIC_READ = 0x80000000
+GENERIC_WRITE = 0x40000000
 FILE_SHARE_ALL = 0x7
 
 
-async def _open(c: RawClient, tid: int, name: str) -> tuple[int, int]:
+async def _open(
+    c: RawClient,
+    tid: int,
+    name: str,
+    access: int = GENERIC_READ,
+    disposition: int = wc.CreateDisposition.OPEN,
+) -> tuple[int, int]:
     body = wc.pack_create_request(
         wc.CreateRequest(
             security_flags=0,
             requested_oplock_level=0,
             impersonation_level=2,
             smb_create_flags=0,
-            desired_access=GENERIC_READ,
+            desired_access=access,
             file_attributes=0,
             share_access=FILE_SHARE_ALL,
-            create_disposition=wc.CreateDisposition.OPEN,
+            create_disposition=disposition,
             create_options=0x40,  # NON_DIRECTORY_FILE
             name=name,
             contexts=(),
@@ -178,13 +185,7 @@ async def test_requests_that_wait_for_nothing_run_in_the_receive_loop(smb: Runni
 
 
 async def _open_rw(c: RawClient, tid: int, name: str) -> tuple[int, int]:
-    body = wc.pack_create_request(
-        wc.CreateRequest(0, 0, 2, 0, GENERIC_READ | 0x40000000, 0, FILE_SHARE_ALL,
-                         wc.CreateDisposition.OPEN_IF, 0x40, name, ())
-    )  # fmt: skip
-    r = await c.call(Command.CREATE, body, tree_id=tid)
-    assert r.status == NTStatus.SUCCESS, hex(r.status)
-    return wc.parse_create_response(r.body).file_id
+    return await _open(c, tid, name, GENERIC_READ | GENERIC_WRITE, wc.CreateDisposition.OPEN_IF)
 
 
 def _write(file_id: tuple[int, int], offset: int, data: bytes, flags: int = 0) -> bytes:
