@@ -12,11 +12,25 @@ IO_MODULES = frozenset(
 
 
 def imported_modules(path: Path) -> list[str]:
-    """Every module name ``path`` imports (``import a.b`` and ``from a.b import c``)."""
+    """Every module name ``path`` imports at run time (``import a.b`` and ``from a.b import
+    c``, absolute or relative); imports under ``if TYPE_CHECKING:`` are annotations only
+    and do not count."""
+    return _imports(ast.parse(path.read_text(), str(path)))
+
+
+def _imports(tree: ast.AST) -> list[str]:
     names: list[str] = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names.extend(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            names.append(node.module or "")
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            names += [n for child in node.orelse for n in _imports_of(child)]
+            continue
+        names += _imports_of(node)
     return names
+
+
+def _imports_of(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom):
+        return [node.module or ""]
+    return _imports(node)

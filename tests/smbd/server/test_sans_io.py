@@ -5,10 +5,11 @@ import no clock, randomness, sockets, files or trio (DESIGN.md 1). The drivers
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
+
+from tests.sansio import IO_MODULES, imported_modules
 
 ROOT = Path(__file__).resolve().parents[3]
 WIRE = ["header", "constants", "status", "errors", "negotiate", "session", "tree", "misc"]
@@ -16,24 +17,25 @@ CORE = ["model", "credits", "compose", "request", "negotiate", "sessions", "tree
 MODULES = [ROOT / "smbd" / "wire" / f"{m}.py" for m in WIRE] + [
     ROOT / "smbd" / "server" / f"{m}.py" for m in CORE
 ]
-FORBIDDEN = {"os", "time", "random", "secrets", "socket", "trio", "threading", "asyncio", "io"}
-
-
-def _imports(tree: ast.AST) -> list[str]:
-    names: list[str] = []
-    for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            continue  # annotations only
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            names.append(node.module or "")
-        else:
-            names += _imports(node)
-    return names
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_no_io_imports(path: Path) -> None:
-    for name in _imports(ast.parse(path.read_text(), str(path))):
-        assert name.split(".")[0] not in FORBIDDEN, f"{path.name} imports {name}"
+    for name in imported_modules(path):
+        assert name.split(".")[0] not in IO_MODULES, f"{path.name} imports {name}"
+
+
+def test_the_check_sees_run_time_imports_only(tmp_path: Path) -> None:
+    src = tmp_path / "m.py"
+    src.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "import struct\n"
+        "if TYPE_CHECKING:\n"
+        "    import trio\n"
+        "else:\n"
+        "    import socket\n"
+        "def f():\n"
+        "    from os import path\n"
+        "    from .sibling import x\n"
+    )
+    assert imported_modules(src) == ["typing", "struct", "socket", "os", "sibling"]
