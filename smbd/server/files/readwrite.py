@@ -18,6 +18,7 @@ from smbd.server.files.common import (
     require,
     smb_errors,
 )
+from smbd.server.files.opens import Open
 from smbd.server.files.pipes import handle_read as read_pipe
 from smbd.server.files.pipes import handle_write as write_pipe
 from smbd.server.files.state import FileServerState
@@ -38,6 +39,15 @@ _FILE_ACTION_MODIFIED = 3
 _NOTIFY_SIZE_WRITE = 0x8 | 0x10  # FILE_NOTIFY_CHANGE_SIZE | LAST_WRITE
 _WRITE_THROUGH = int(rw.WriteFlags.WRITE_THROUGH)  # a plain int: no IntFlag built per WRITE
 _OPLOCK_LEVEL_II = int(wc.OplockLevel.II)
+
+
+def _live_open(files: FileServerState, file_id: tuple[int, int]) -> Open | None:
+    """The open a not yet checked request's FileId names, if it is a live open of a file
+    (for :func:`preread` and :func:`write_now`; the handlers' own lookup checks the rest)."""
+    o = files.opens.get(file_id[1])
+    if o is None or o.closed or o.is_dir or o.disconnected_at is not None:
+        return None
+    return o
 
 
 class PreRead:
@@ -72,8 +82,8 @@ def preread(files: FileServerState, body: memoryview) -> PreRead | None:
         return None
     if r.channel or not r.length or r.offset + r.length > _INT64_MAX:
         return None
-    o = files.opens.get(r.file_id[1])
-    if o is None or o.closed or o.is_dir or o.disconnected_at is not None:
+    o = _live_open(files, r.file_id)
+    if o is None:
         return None
     read_cached = getattr(o.file.runtime.backend, "read_cached", None)
     if read_cached is None or r.length > INLINE_READ_MAX:  # larger: a worker thread reads
@@ -143,8 +153,8 @@ def write_now(files: FileServerState, body: memoryview) -> bool:
         return False
     if w.channel or w.flags & _WRITE_THROUGH or not len(w.data):
         return False
-    o = files.opens.get(w.file_id[1])
-    if o is None or o.closed or o.is_dir or o.write_through or o.disconnected_at is not None:
+    o = _live_open(files, w.file_id)
+    if o is None or o.write_through:
         return False
     if len(o.file.opens) > 1 or o.oplock_level == _OPLOCK_LEVEL_II:
         # the write may break other holders' read caching (break_read_caching), and a
