@@ -271,7 +271,7 @@ class ConnectionProcessor:
             await self._process_message(msg)
         finally:
             self._preread = None
-            if not pre.taken:  # not used (the READ failed a check): the buffer goes back
+            if pre.buf is not None:  # not used (the READ failed a check): it goes back
                 POOL.give(pre.buf)
         return True
 

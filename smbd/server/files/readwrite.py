@@ -61,9 +61,18 @@ class PreRead:
         self.file_id = file_id
         self.offset = offset
         self.length = length
-        self.buf = buf  # a pool buffer; whoever takes it hands it back
+        self.buf: memoryview | None = buf  # a pool buffer; whoever takes it hands it back
         self.count = count
         self.taken = False
+
+    def take(self) -> tuple[memoryview, int]:
+        """The data, handed over: this object forgets the buffer, so that once the response
+        made from it is sent, nothing else refers to it and the pool can reuse it (a
+        buffer still viewed from anywhere is not reused, see BufferPool.give)."""
+        buf, self.buf = self.buf, None
+        assert buf is not None, "PreRead taken twice"
+        self.taken = True
+        return buf, self.count
 
 
 def preread(files: FileServerState, body: memoryview) -> PreRead | None:
@@ -126,8 +135,7 @@ async def handle_read(req: Request) -> Response:
         and pre.length == r.length
         and rdma is None
     ):
-        pre.taken = True  # read moments ago, from the cache (see preread)
-        buf, n = pre.buf, pre.count
+        buf, n = pre.take()  # read moments ago, from the cache (see preread)
     else:
         buf = POOL.take(r.length)  # the processor hands it back once the response is sent
         with smb_errors():

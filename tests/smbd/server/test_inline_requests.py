@@ -18,6 +18,7 @@ import pytest
 from smbd import crypto
 from smbd.server.files import readwrite
 from smbd.server.files.state import FileServerState
+from smbd.transport.buffers import POOL
 from smbd.wire import close as wclose
 from smbd.wire import create as wc
 from smbd.wire import info, rw
@@ -109,6 +110,30 @@ async def test_cached_read_is_answered_inline_with_the_right_data(
     assert r.status == NTStatus.END_OF_FILE
     assert all(isinstance(p, readwrite.PreRead) and p.taken for p in seen)
     assert len(seen) == 3
+
+
+async def test_early_read_buffers_go_back_to_the_pool_once_sent(
+    smb: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A READ answered from data read early sends a slice of the preread's buffer; once
+    that is sent, nothing may still refer to the buffer, or the pool cannot take it back
+    and every READ pays for a fresh one (its zeroing and page faults)."""
+    size = 128 * 1024  # pooled: buffers this large come from the pool
+    data = os.urandom(size)
+    (smb.root / "f.bin").write_bytes(data)
+    seen = _count_prereads(monkeypatch, smb)
+    c = await smb.session()
+    tid = (await c.tree_connect(r"\\x\share", credits=256)).header.tree_id
+    fid = await _open(c, tid, "f.bin")
+    reused = POOL.reused
+    for _ in range(6):
+        r = await c.call(Command.READ, _read(fid, 0, size), tree_id=tid, credit_charge=2)
+        assert r.status == NTStatus.SUCCESS
+        assert rw.parse_read_response(r.body).data == data
+    assert len(seen) == 6
+    # the first READ may need a new buffer; every one after it reuses the one sent before
+    assert POOL.reused - reused >= 5
+    assert all(isinstance(p, readwrite.PreRead) and p.taken and p.buf is None for p in seen)
 
 
 async def test_early_data_is_only_used_for_the_open_that_may_read_it(
