@@ -242,7 +242,7 @@ def _header_bytes(parts: Sequence[bytes | bytearray | memoryview]) -> bytes:
     return b"".join(bytes(p) for p in parts)[:_HEADER_SIZE]
 
 
-def _gmac_nonce(header: bytes | memoryview) -> bytes:
+def _gmac_nonce(header: bytes | bytearray | memoryview) -> bytes:
     command, flags, message_id = _GMAC_FIELDS.unpack_from(header, 12)
     role = 1 if flags & _SERVER_TO_REDIR else 0
     cancel = 2 if command == _CANCEL else 0
@@ -250,46 +250,58 @@ def _gmac_nonce(header: bytes | memoryview) -> bytes:
 
 
 def sign_parts(
-    algorithm: int, key: bytes, parts: Sequence[bytes | bytearray | memoryview]
+    algorithm: int,
+    key: bytes,
+    parts: Sequence[bytes | bytearray | memoryview],
+    *,
+    zeroed: bool = False,
 ) -> bytes:
     """The 16-byte signature of one SMB2 message given as parts, header first
-    ([MS-SMB2] 3.1.4.1). The Signature field is taken as zero; no buffer is modified."""
-    total = sum(len(p) for p in parts)
+    ([MS-SMB2] 3.1.4.1). The Signature field is taken as zero; no buffer is modified.
+    ``zeroed``: the caller built the message with a zero Signature field (a response
+    being signed), so the parts are signed as they are."""
+    total = 0
+    for p in parts:
+        total += len(p)
     if total < _HEADER_SIZE:
         raise CryptoError("message shorter than an SMB2 header")
     if total <= _SIGN_JOIN_THRESHOLD:
         # Small messages: one contiguous copy, then one-shot primitives (2-4x cheaper
         # than feeding the pieces to incremental contexts).
-        if len(parts) == 1:
+        if zeroed:
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+        elif len(parts) == 1:
             m = parts[0]
             data = b"".join((m[:_SIG_OFFSET], _ZERO_SIG, m[_SIG_END:]))
         else:
             data = b"".join(_zeroed(parts))
+        if algorithm == AES_GMAC:
+            return _gmac(key).encrypt(_gmac_nonce(data), b"", data)
         if algorithm == HMAC_SHA256:
             return hmac.digest(key, data, "sha256")[:16]
         if algorithm == AES_CMAC:
             c = CMAC(algorithms.AES(key))
-            c.update(data)
+            c.update(data)  # type: ignore[arg-type]  # the stub says bytes; any buffer works
             return c.finalize()
+    else:
+        chunks = parts if zeroed else _zeroed(parts)
         if algorithm == AES_GMAC:
-            return _gmac(key).encrypt(_gmac_nonce(data), b"", data)
-    elif algorithm == HMAC_SHA256:
-        h = crypto_hmac.HMAC(key, hashes.SHA256())
-        for chunk in _zeroed(parts):
-            h.update(chunk)
-        return h.finalize()[:16]
-    elif algorithm == AES_CMAC:
-        c = CMAC(algorithms.AES(key))
-        for chunk in _zeroed(parts):
-            c.update(chunk)  # type: ignore[arg-type]  # the stub says bytes; any buffer works
-        return c.finalize()
-    elif algorithm == AES_GMAC:
-        nonce = _gmac_nonce(_header_bytes(parts))
-        enc = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
-        for chunk in _zeroed(parts):
-            enc.authenticate_additional_data(chunk)
-        enc.finalize()
-        return enc.tag
+            nonce = _gmac_nonce(_header_bytes(parts))
+            enc = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
+            for chunk in chunks:
+                enc.authenticate_additional_data(chunk)
+            enc.finalize()
+            return enc.tag
+        if algorithm == HMAC_SHA256:
+            h = crypto_hmac.HMAC(key, hashes.SHA256())
+            for chunk in chunks:
+                h.update(chunk)
+            return h.finalize()[:16]
+        if algorithm == AES_CMAC:
+            c = CMAC(algorithms.AES(key))
+            for chunk in chunks:
+                c.update(chunk)  # type: ignore[arg-type]  # the stub says bytes; any buffer works
+            return c.finalize()
     raise ValueError(f"unknown signing algorithm {algorithm}")
 
 

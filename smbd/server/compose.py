@@ -64,26 +64,24 @@ def build_chain(messages: list[OutMessage]) -> list[Buffer]:
     parts: list[Buffer] = []
     last = len(messages) - 1
     for i, m in enumerate(messages):
-        size = HEADER_SIZE + m.body_size
+        body = m.body
+        size = HEADER_SIZE
+        for p in body:
+            size += len(p)
         pad = (-size) % 8 if last else 0
-        h = m.header
-        flags = int(h.flags) | _SERVER_TO_REDIR
+        flags = int(m.header.flags) | _SERVER_TO_REDIR
         echo = m.echo_signature if not m.sign_key else b""
         if m.sign_key or echo:
             flags |= _SIGNED
         else:
             flags &= ~_SIGNED
-        h = h._replace(
-            flags=flags,
-            next_command=size + pad if i < last else 0,
-            signature=echo or _NO_SIGNATURE,
-        )
-        hdr = pack_header(h)
-        element: list[Buffer] = [hdr, *m.body]
+        hdr = pack_header(m.header, flags, size + pad if i < last else 0, echo or _NO_SIGNATURE)
+        element: list[Buffer] = [hdr, *body]
         if pad:
             element.append(_PAD[:pad])
         if m.sign_key:
-            sig = crypto.sign_parts(m.sign_algorithm, m.sign_key, element)
+            # the header was packed with a zero Signature: sign the parts as they are
+            sig = crypto.sign_parts(m.sign_algorithm, m.sign_key, element, zeroed=True)
             hdr[SIGNATURE_OFFSET : SIGNATURE_OFFSET + 16] = sig
         if m.after_send is not None:
             m.after_send(b"".join(bytes(p) for p in element))

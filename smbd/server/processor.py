@@ -40,6 +40,7 @@ from smbd.wire.constants import (
 from smbd.wire.errors import ParseError
 from smbd.wire.header import HEADER_SIZE, SIGNATURE_OFFSET, Header, command_name, parse_header
 from smbd.wire.misc import parse_simple
+from smbd.wire.rw import WRITE_DATA_OFFSET
 from smbd.wire.session import SESSION_FLAG_BINDING
 from smbd.wire.status import NTStatus
 
@@ -342,7 +343,11 @@ class ConnectionProcessor:
         ):
             raise Disconnect(f"encrypted message for unknown session 0x{th.session_id:x}")
         size = len(msg) - crypto.TRANSFORM_HEADER_SIZE
-        into = POOL.take(size + 15) if size >= _POOLED and self._release is not None else None
+        into = (
+            POOL.take(size + 15, WRITE_DATA_OFFSET)  # the plaintext starts there: see tcp
+            if size >= _POOLED and self._release is not None
+            else None
+        )
         try:
             _sid, plain = crypto.decrypt(session.cipher_id, session.keys.decryption, msg, into)
         except crypto.CryptoError as e:

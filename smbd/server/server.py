@@ -26,6 +26,7 @@ from smbd.server.processor import ConnectionProcessor
 from smbd.server.request import Handler
 from smbd.transport.tcp import TCPTransport, open_tcp_listeners
 from smbd.wire.constants import Command
+from smbd.wire.rw import WRITE_DATA_OFFSET
 
 __all__ = ["SMBServer", "ServerLimits"]
 
@@ -263,6 +264,7 @@ class SMBServer:
             max_message_size=_SMALL_PDU,
             frame_timeout=self.limits.frame_timeout,
             send_timeout=self.limits.send_timeout,
+            align_at=WRITE_DATA_OFFSET,  # a WRITE's data: copied to the file from there
         )
         with sock:
             await self.serve_transport(transport)

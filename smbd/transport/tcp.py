@@ -39,10 +39,11 @@ class TCPTransport:
     """One direct-TCP connection.
 
     ``max_message_size`` bounds what ``receive`` accepts (the caller raises it after
-    NEGOTIATE); a frame that declares more is a FramingError. Once the first byte of a
-    frame has arrived the rest must follow within ``frame_timeout`` seconds; a send that
-    makes no progress for ``send_timeout`` seconds (a peer that never reads) raises
-    TransportClosed.
+    NEGOTIATE); a frame that declares more is a FramingError. ``align_at``: the offset in
+    a large frame whose byte should land on a cache line (see smbd.transport.buffers).
+    Once the first byte of a frame has arrived the rest must follow within
+    ``frame_timeout`` seconds; a send that makes no progress for ``send_timeout`` seconds
+    (a peer that never reads) raises TransportClosed.
     """
 
     name = "tcp"
@@ -54,8 +55,12 @@ class TCPTransport:
         max_message_size: int = 1 << 20,
         frame_timeout: float = 60.0,
         send_timeout: float = 60.0,
+        align_at: int = 0,
     ) -> None:
         self.sock = sock
+        # a large frame is received into a pool buffer placed so that its byte at this
+        # offset (where the bulk of the largest messages starts) is cache-line aligned
+        self.align_at = align_at
         self.max_message_size = max_message_size
         self.frame_timeout = frame_timeout
         self.send_timeout = send_timeout
@@ -179,7 +184,7 @@ class TCPTransport:
             view[:] = self._rview[self._rpos : self._rpos + length]
             self._rpos += length
         else:
-            view = POOL.take(length)
+            view = POOL.take(length, self.align_at)
             got = self._rend - self._rpos
             view[:got] = self._rview[self._rpos : self._rend]
             self._rpos = self._rend = 0

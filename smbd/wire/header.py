@@ -89,9 +89,18 @@ def parse_header(buf: memoryview | bytes | bytearray, offset: int = 0) -> Header
     )
 
 
-def pack_header(h: Header) -> bytearray:
-    """Build a 64-byte header (signature as given; signing fills it in afterwards)."""
-    word5 = h.async_id if int(h.flags) & _ASYNC_COMMAND else (h.tree_id << 32)
+def pack_header(
+    h: Header,
+    flags: int | None = None,
+    next_command: int | None = None,
+    signature: bytes | None = None,
+) -> bytearray:
+    """Build a 64-byte header (signature as given; signing fills it in afterwards).
+    ``flags``, ``next_command`` and ``signature``, when given, replace the header's own
+    (what laying out a response chain sets, without building another Header)."""
+    if flags is None:
+        flags = int(h.flags)
+    word5 = h.async_id if flags & _ASYNC_COMMAND else (h.tree_id << 32)
     out = bytearray(HEADER_SIZE)
     _HEADER.pack_into(
         out,
@@ -102,12 +111,12 @@ def pack_header(h: Header) -> bytearray:
         h.status,
         h.command,
         h.credits,
-        h.flags,
-        h.next_command,
+        flags,
+        h.next_command if next_command is None else next_command,
         h.message_id,
         word5,
         h.session_id,
-        h.signature,
+        h.signature if signature is None else signature,
     )
     return out
 

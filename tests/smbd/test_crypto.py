@@ -573,6 +573,24 @@ def test_3_1_4_1_sign_parts_equals_sign(algorithm: int, body: bytes, cuts: list[
     )
 
 
+@settings(max_examples=60)
+@given(
+    algorithm=st.sampled_from(ALL_SIGNING),
+    size=st.sampled_from([0, 5, 300, 16 * 1024, 70_000]),  # both sides of the join threshold
+    cuts=st.lists(st.integers(min_value=0, max_value=70_064), max_size=5),
+)
+def test_3_1_4_1_sign_parts_of_a_zeroed_message(algorithm: int, size: int, cuts: list[int]) -> None:
+    """A response is built with a zero Signature field and signed as its parts are
+    (``zeroed=True``): the same signature as over the whole message."""
+    msg = bytearray(_message(8, 1, 99, bytes(range(256)) * (size // 256) + bytes(size % 256)))
+    msg[48:64] = bytes(16)
+    points = sorted({0, len(msg), *(c for c in cuts if c <= len(msg))})
+    parts = [memoryview(msg)[a:b] for a, b in itertools.pairwise(points)]
+    want = crypto.sign(algorithm, b"\x07" * 16, bytes(msg))
+    assert crypto.sign_parts(algorithm, b"\x07" * 16, parts, zeroed=True) == want
+    assert crypto.sign_parts(algorithm, b"\x07" * 16, parts) == want
+
+
 def test_sign_rejects_short_message_and_unknown_algorithm() -> None:
     with pytest.raises(CryptoError):
         crypto.sign(AES_CMAC, bytes(16), bytes(63))
