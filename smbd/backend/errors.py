@@ -7,8 +7,7 @@ carrying the NTSTATUS the client is answered with; nothing else escapes.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 from smbd.wire.status import NTStatus
 
@@ -65,10 +64,25 @@ def status_for_errno(err: int | None) -> int:
     return ERRNO_STATUS.get(err, NTStatus.UNSUCCESSFUL)
 
 
-@contextmanager
-def os_errors(what: str = "") -> Iterator[None]:
-    """Turn an ``OSError`` raised inside the block into :class:`BackendError`."""
-    try:
-        yield
-    except OSError as exc:
-        raise BackendError(status_for_errno(exc.errno), f"{what}: {exc}") from exc
+class _OSErrors:
+    """What :func:`os_errors` returns: a plain context manager (a generator-based one
+    costs several times more, and every data read and write goes through one)."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if isinstance(exc, OSError):
+            raise BackendError(status_for_errno(exc.errno), f"{self.what}: {exc}") from exc
+
+
+def os_errors(what: str = "") -> _OSErrors:
+    """Turn an ``OSError`` raised inside the ``with`` block into :class:`BackendError`."""
+    return _OSErrors(what)

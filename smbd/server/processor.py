@@ -24,6 +24,7 @@ from smbd.server.model import (
     CONN_TRANSITIONS,
     Connection,
     ConnEvent,
+    ConnState,
     Session,
     SessionState,
 )
@@ -56,6 +57,8 @@ _SIGNED = int(HeaderFlags.SIGNED)
 _ASYNC = int(HeaderFlags.ASYNC_COMMAND)
 # ProtocolId, Command and NextCommand of a header ([MS-SMB2] 2.2.1)
 _PEEK = struct.Struct("<4s8xH6xI")
+_REQUEST = ConnEvent.REQUEST
+_NEGOTIATED = ConnState.NEGOTIATED
 # commands whose handlers never go async on a file share (only CREATE, SET_INFO, LOCK,
 # CHANGE_NOTIFY, IOCTL and named-pipe I/O do): they run without a cancel scope
 _NEVER_ASYNC = frozenset(
@@ -133,11 +136,12 @@ class ChainRun(ChainState):
 class RequestState:
     """Bookkeeping the processor keeps per running request."""
 
-    __slots__ = ("cancel_requested", "credits_granted")
+    __slots__ = ("cancel_requested", "charge", "credits_granted")
 
-    def __init__(self) -> None:
+    def __init__(self, charge: int) -> None:
         self.cancel_requested = False
         self.credits_granted = False
+        self.charge = charge  # the credits the request spent ([MS-SMB2] 3.3.5.2.5)
 
 
 class ConnectionProcessor:
@@ -436,7 +440,7 @@ class ConnectionProcessor:
         )
         if self._preread is not None:  # this is the READ _inline_read read ahead for
             req.preread, self._preread = self._preread, None
-        state = RequestState()
+        state = RequestState(charge)
         self._states[id(req)] = state
         status: int = NTStatus.SUCCESS
         resp: Response
@@ -492,6 +496,8 @@ class ConnectionProcessor:
             del self._states[id(req)]
 
     def _check_transition(self, event: ConnEvent) -> None:
+        if event is _REQUEST and self.conn.state is _NEGOTIATED:
+            return  # the usual case, without hashing two enum members (Enum.__hash__)
         if (self.conn.state, event) not in CONN_TRANSITIONS:
             raise Disconnect(f"{event.value} in connection state {self.conn.state.value}")
 
@@ -655,12 +661,14 @@ class ConnectionProcessor:
         return channel.signing_key if channel is not None else b""
 
     def _verify_signature(self, req: Request, session: Session) -> None:
-        key = self._signing_key(session)
+        channel = session.channel_for(self.conn)
+        key = channel.signing_key if channel is not None else b""
         if not key:
             if session.state is SessionState.IN_PROGRESS:
                 return  # nothing to verify with yet
             raise SMBError(NTStatus.ACCESS_DENIED, "signed request without a signing key")
-        if not crypto.verify(self._signing_algorithm(session), key, req.message):
+        assert channel is not None
+        if not crypto.verify(channel.signing_algorithm, key, req.message):
             raise SMBError(NTStatus.ACCESS_DENIED, "bad signature")
 
     def _lookup_tree(self, req: Request, chain: ChainRun, related: bool) -> None:
@@ -775,8 +783,7 @@ class ConnectionProcessor:
     ) -> tuple[OutMessage, Session | None] | None:
         header = req.header
         conn = self.conn
-        charge = max(header.credit_charge, 1) if conn.supports_large_mtu else 1
-        grant = 0 if state.credits_granted else conn.credits.grant(header.credits, charge)
+        grant = 0 if state.credits_granted else conn.credits.grant(header.credits, state.charge)
         flags = int(header.flags) & _RELATED
         session = req.session
         sid = session.session_id if session is not None else header.session_id
@@ -821,9 +828,12 @@ class ConnectionProcessor:
             out.sign_key, out.sign_algorithm = req.sign_with
             return
         channel = session.channel_for(self.conn)
-        key = channel.signing_key if channel is not None and channel.signing_key else b""
-        out.sign_key = key or session.signing_key
-        out.sign_algorithm = self._signing_algorithm(session)
+        if channel is not None:
+            out.sign_key = channel.signing_key or session.signing_key
+            out.sign_algorithm = channel.signing_algorithm
+        else:
+            out.sign_key = session.signing_key
+            out.sign_algorithm = session.signing_algorithm
 
     def _nursery_send(
         self, out: list[tuple[OutMessage, Session | None]], encrypted_by: Session | None
