@@ -57,6 +57,8 @@ _SIGNED = int(HeaderFlags.SIGNED)
 _ASYNC = int(HeaderFlags.ASYNC_COMMAND)
 # ProtocolId, Command and NextCommand of a header ([MS-SMB2] 2.2.1)
 _PEEK = struct.Struct("<4s8xH6xI")
+_U32 = struct.Struct("<I")
+_NO_SIGNATURE = bytes(16)
 _REQUEST = ConnEvent.REQUEST
 _NEGOTIATED = ConnState.NEGOTIATED
 # commands whose handlers never go async on a file share (only CREATE, SET_INFO, LOCK,
@@ -533,11 +535,14 @@ class ConnectionProcessor:
         send_off, recv_off = offsets
         if len(body) < 48 and header.command == Command.IOCTL:
             return  # the handler reports the short body
+        send = recv = 0
         try:
-            send = sum(int.from_bytes(body[o : o + 4], "little") for o in send_off)
-            recv = sum(int.from_bytes(body[o : o + 4], "little") for o in recv_off)
-        except (IndexError, ValueError):
-            return
+            for o in send_off:
+                send += _U32.unpack_from(body, o)[0]
+            for o in recv_off:
+                recv += _U32.unpack_from(body, o)[0]
+        except struct.error:
+            return  # a short body: the handler's parser reports it
         needed = (max(send, recv, 1) - 1) // 65536 + 1
         if needed > charge:
             raise SMBError(
@@ -791,18 +796,18 @@ class ConnectionProcessor:
             sid = 0
         if req.async_id:
             flags |= _ASYNC
-        h = Header(
-            credit_charge=header.credit_charge,
-            status=resp.status,
-            command=header.command,
-            credits=grant,
-            flags=flags,
-            next_command=0,
-            message_id=header.message_id,
-            async_id=req.async_id,
-            tree_id=req.tree.tree_id if req.tree is not None else header.tree_id,
-            session_id=sid,
-            signature=bytes(16),
+        h = Header(  # positional: a NamedTuple built from keywords costs twice as much
+            header.credit_charge,
+            resp.status,
+            header.command,
+            grant,
+            flags,
+            0,  # NextCommand: set when the chain is laid out
+            header.message_id,
+            req.async_id,
+            req.tree.tree_id if req.tree is not None else header.tree_id,
+            sid,
+            _NO_SIGNATURE,
         )
         out = OutMessage(h, resp.body, after_send=req.on_response)
         if session is not None:

@@ -215,11 +215,19 @@ class TCPTransport:
     # -- sending --------------------------------------------------------------------------
 
     async def send(self, parts: Sequence[Buffer]) -> None:
-        total = sum(len(p) for p in parts)
+        total = 0
+        views = [memoryview(b"")]  # the length prefix, once the total is known
+        for p in parts:
+            view = memoryview(p)
+            if view.itemsize != 1 or view.ndim != 1:
+                view = view.cast("B")  # lengths below are in bytes
+            n = len(view)
+            if n:
+                total += n
+                views.append(view)
         if total > MAX_FRAME:
             raise ValueError(f"message of {total} bytes does not fit a direct TCP frame")
-        views = [memoryview(_PREFIX.pack(total))]
-        views.extend(memoryview(p).cast("B") for p in parts if len(p))
+        views[0] = memoryview(_PREFIX.pack(total))
         lock = self._send_lock
         if lock.locked():
             await lock.acquire()
