@@ -68,6 +68,8 @@ class DosAttrib(NamedTuple):
     change_mtime_ns: int = 0
 
 
+_STORED = int(STORED_ATTRIBUTES)  # ``int & IntFlag`` builds a flag object per call
+
 # version (1), attributes, creation FILETIME
 _DOSATTRIB_V1 = struct.Struct("<BIQ")
 # version (2), attributes, creation FILETIME, change FILETIME, mtime (ns) it belongs to
@@ -82,11 +84,11 @@ def encode_dosattrib(d: DosAttrib) -> bytes:
 
 
 def decode_dosattrib(blob: bytes) -> DosAttrib | None:
-    """The record, or None when it is not one of ours."""
+    """The record, or None when it is not one of ours (read on every stat: plain ints)."""
     if len(blob) == _DOSATTRIB_V1.size and blob[0] == 1:
         _, attributes, creation = _DOSATTRIB_V1.unpack(blob)
-        return DosAttrib(attributes & STORED_ATTRIBUTES, creation)
+        return DosAttrib(attributes & _STORED, creation)
     if len(blob) == _DOSATTRIB_V2.size and blob[0] == 2:
         _, attributes, creation, change, mtime = _DOSATTRIB_V2.unpack(blob)
-        return DosAttrib(attributes & STORED_ATTRIBUTES, creation, change, mtime)
+        return DosAttrib(attributes & _STORED, creation, change, mtime)
     return None

@@ -113,6 +113,14 @@ class CreateOptions(IntFlag):
     DELETE_ON_CLOSE = 0x00001000
 
 
+_ATTR_ARCHIVE = int(FileAttributes.ARCHIVE)
+_ATTR_SPARSE = int(FileAttributes.SPARSE_FILE)
+_ATTR_DIRECTORY = int(FileAttributes.DIRECTORY)
+_ATTR_READONLY = int(FileAttributes.READONLY)
+_ATTR_HIDDEN = int(FileAttributes.HIDDEN)
+_ATTR_NORMAL = int(FileAttributes.NORMAL)
+
+
 class FileStat(NamedTuple):
     """What QUERY_INFO and QUERY_DIRECTORY report about a file; times are FILETIMEs."""
 
@@ -746,6 +754,8 @@ class PosixShare:
                 raise BackendError(status_for_errno(exc.errno), "store attributes") from exc
 
     def _make_stat(self, s: os.stat_result, dos: DosAttrib | None, name: str) -> FileStat:
+        # every stat comes here (CREATE, QUERY_INFO, directory listings): plain ints, not
+        # FileAttributes arithmetic, which builds a flag object per operation
         is_dir = st.S_ISDIR(s.st_mode)
         change = ns_to_filetime(s.st_ctime_ns)
         if dos is not None:
@@ -753,31 +763,29 @@ class PosixShare:
             if dos.change_time and dos.change_mtime_ns == s.st_mtime_ns:
                 change = dos.change_time
         else:
-            attributes, creation = (0 if is_dir else FileAttributes.ARCHIVE), 0
+            attributes, creation = (0 if is_dir else _ATTR_ARCHIVE), 0
         if not creation:
             creation = ns_to_filetime(min(s.st_mtime_ns, s.st_ctime_ns))
         if is_dir:
-            attributes = (attributes & ~(FileAttributes.ARCHIVE | FileAttributes.SPARSE_FILE)) | (
-                FileAttributes.DIRECTORY
-            )
+            attributes = (attributes & ~(_ATTR_ARCHIVE | _ATTR_SPARSE)) | _ATTR_DIRECTORY
         elif not s.st_mode & 0o222:
-            attributes |= FileAttributes.READONLY
+            attributes |= _ATTR_READONLY
         if self.hide_dot_files and name.startswith(".") and name not in (".", ".."):
-            attributes |= FileAttributes.HIDDEN
+            attributes |= _ATTR_HIDDEN
         if not attributes:
-            attributes = FileAttributes.NORMAL
+            attributes = _ATTR_NORMAL
         return FileStat(
-            creation_time=creation,
-            last_access_time=ns_to_filetime(s.st_atime_ns),
-            last_write_time=ns_to_filetime(s.st_mtime_ns),
-            change_time=change,
-            allocation_size=0 if is_dir else s.st_blocks * 512,
-            end_of_file=0 if is_dir else s.st_size,
-            attributes=int(attributes),
-            file_id=s.st_ino,
-            dev=s.st_dev,
-            nlink=s.st_nlink,
-            is_dir=is_dir,
+            creation,
+            ns_to_filetime(s.st_atime_ns),
+            ns_to_filetime(s.st_mtime_ns),
+            change,
+            0 if is_dir else s.st_blocks * 512,  # allocation
+            0 if is_dir else s.st_size,  # end of file
+            int(attributes),
+            s.st_ino,
+            s.st_dev,
+            s.st_nlink,
+            is_dir,
         )
 
     def stat_sync(self, handle: FileHandle) -> FileStat:
