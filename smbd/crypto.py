@@ -284,6 +284,9 @@ def sign_parts(
             c.update(data)  # type: ignore[arg-type]  # the stub says bytes; any buffer works
             return c.finalize()
     else:
+        if algorithm == AES_GMAC and zeroed and len(parts) == 1:
+            # one contiguous message (a response laid out in one buffer): one call
+            return _gmac(key).encrypt(_gmac_nonce(parts[0]), b"", parts[0])
         chunks = parts if zeroed else _zeroed(parts)
         if algorithm == AES_GMAC:
             nonce = _gmac_nonce(_header_bytes(parts))

@@ -20,7 +20,15 @@ _NO_SIGNATURE = bytes(16)
 class OutMessage:
     """One response (or unsolicited message) of a chain, before signing."""
 
-    __slots__ = ("after_send", "body", "echo_signature", "header", "sign_algorithm", "sign_key")
+    __slots__ = (
+        "after_send",
+        "body",
+        "echo_signature",
+        "frame",
+        "header",
+        "sign_algorithm",
+        "sign_key",
+    )
 
     def __init__(
         self,
@@ -30,9 +38,11 @@ class OutMessage:
         sign_key: bytes = b"",
         sign_algorithm: int = crypto.HMAC_SHA256,
         after_send: Callable[[bytes], None] | None = None,
+        frame: memoryview | None = None,
     ) -> None:
         self.header = header
         self.body = body
+        self.frame = frame  # see smbd.server.request.Response.frame
         self.sign_key = sign_key
         self.sign_algorithm = sign_algorithm
         self.after_send = after_send
@@ -76,13 +86,27 @@ def build_chain(messages: list[OutMessage]) -> list[Buffer]:
         else:
             flags &= ~_SIGNED
         hdr = pack_header(m.header, flags, size + pad if i < last else 0, echo or _NO_SIGNATURE)
-        element: list[Buffer] = [hdr, *body]
+        frame = m.frame
+        element: list[Buffer]
+        head: bytearray | memoryview = hdr  # where the signature goes
+        if frame is not None and not last and len(frame) == size:
+            # a lone response laid out in one buffer in front of its data: one iovec, and
+            # one pass of the signing primitive with no incremental context
+            frame[:HEADER_SIZE] = hdr
+            pos = HEADER_SIZE
+            for p in body[:-1]:
+                frame[pos : pos + len(p)] = p
+                pos += len(p)
+            head = frame
+            element = [frame]
+        else:
+            element = [hdr, *body]
         if pad:
             element.append(_PAD[:pad])
         if m.sign_key:
             # the header was packed with a zero Signature: sign the parts as they are
             sig = crypto.sign_parts(m.sign_algorithm, m.sign_key, element, zeroed=True)
-            hdr[SIGNATURE_OFFSET : SIGNATURE_OFFSET + 16] = sig
+            head[SIGNATURE_OFFSET : SIGNATURE_OFFSET + 16] = sig
         if m.after_send is not None:
             m.after_send(b"".join(bytes(p) for p in element))
         parts.extend(element)

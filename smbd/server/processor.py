@@ -395,12 +395,18 @@ class ConnectionProcessor:
             await self._send(out, chain.encrypted_by)
             if self._release is not None:
                 for m, _s in out:
-                    # READ data buffers come from the pool (files.readwrite)
+                    # READ data buffers come from the pool (files.readwrite); the data is
+                    # a view of the frame when there is one, and both must go first
                     if m.header.command == Command.READ and len(m.body) == 2:
                         data = m.body[1]
                         if isinstance(data, memoryview):
                             m.body[1] = b""
-                            self._release(data)
+                            frame, m.frame = m.frame, None
+                            if frame is not None:
+                                del data
+                                self._release(frame)
+                            else:
+                                self._release(data)
 
     # ---------------------------------------------------------------- one request
 
@@ -809,7 +815,7 @@ class ConnectionProcessor:
             sid,
             _NO_SIGNATURE,
         )
-        out = OutMessage(h, resp.body, after_send=req.on_response)
+        out = OutMessage(h, resp.body, after_send=req.on_response, frame=resp.frame)
         if session is not None:
             self._sign_setup(out, session, req, state)
         elif int(header.flags) & _SIGNED and _is_error(resp.status):

@@ -42,10 +42,16 @@ class SMBError(Exception):
 
 @dataclass(slots=True)
 class Response:
-    """A handler's answer: the body from StructureSize on, as iovec parts."""
+    """A handler's answer: the body from StructureSize on, as iovec parts.
+
+    ``frame``, when set, is one buffer of exactly header + body size whose tail already
+    holds the body's last part (a READ's data, read there with room left in front): a
+    lone response is then laid out in it, the header and the other parts copied in
+    front of the data, and signed and sent as that one buffer."""
 
     body: list[Buffer]
     status: int = NTStatus.SUCCESS
+    frame: memoryview | None = None
 
 
 class ChainState:

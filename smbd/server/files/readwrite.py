@@ -37,6 +37,9 @@ _INT64_MAX = (1 << 63) - 1
 MAX_FILE_SIZE = 0xFFFFFFF0000
 _FILE_ACTION_MODIFIED = 3
 _NOTIFY_SIZE_WRITE = 0x8 | 0x10  # FILE_NOTIFY_CHANGE_SIZE | LAST_WRITE
+# READ data is read this far into its buffer, where the response header and fixed part
+# go in front of it (Response.frame); the data itself lands on a cache line
+_READ_HEAD = rw.READ_DATA_OFFSET
 _WRITE_THROUGH = int(rw.WriteFlags.WRITE_THROUGH)  # a plain int: no IntFlag built per WRITE
 _OPLOCK_LEVEL_II = int(wc.OplockLevel.II)
 
@@ -61,7 +64,8 @@ class PreRead:
         self.file_id = file_id
         self.offset = offset
         self.length = length
-        self.buf: memoryview | None = buf  # a pool buffer; whoever takes it hands it back
+        # a pool buffer, the data from _READ_HEAD on; whoever takes it hands it back
+        self.buf: memoryview | None = buf
         self.count = count
         self.taken = False
 
@@ -97,9 +101,9 @@ def preread(files: FileServerState, body: memoryview) -> PreRead | None:
     read_cached = getattr(o.file.runtime.backend, "read_cached", None)
     if read_cached is None or r.length > INLINE_READ_MAX:  # larger: a worker thread reads
         return None
-    buf = POOL.take(r.length)
+    buf = POOL.take(_READ_HEAD + r.length, _READ_HEAD)
     try:
-        n = read_cached(o.handle, buf, r.offset)
+        n = read_cached(o.handle, buf[_READ_HEAD:], r.offset)
     except Exception:
         n = None  # its error, if any, is the handler's to report
     if n is None:
@@ -137,16 +141,19 @@ async def handle_read(req: Request) -> Response:
     ):
         buf, n = pre.take()  # read moments ago, from the cache (see preread)
     else:
-        buf = POOL.take(r.length)  # the processor hands it back once the response is sent
+        # the processor hands it back once the response is sent
+        buf = POOL.take(_READ_HEAD + r.length, _READ_HEAD)
         with smb_errors():
-            n = await rt.backend.read_into(o.handle, buf, r.offset)
+            n = await rt.backend.read_into(o.handle, buf[_READ_HEAD:], r.offset)
     if (n == 0 and r.length) or n < r.minimum_count:
         raise SMBError(NTStatus.END_OF_FILE)
     rt.bytes_read += n
     o.position = r.offset + n
+    data = buf[_READ_HEAD : _READ_HEAD + n]
     if rdma is not None:
-        return Response(await rdma.respond(buf[:n]))
-    return Response(torture.read_response(req.connection, rw.pack_read_response(buf[:n])))
+        return Response(await rdma.respond(data))
+    body = torture.read_response(req.connection, rw.pack_read_response(data))
+    return Response(body, frame=buf[: _READ_HEAD + n] if n else None)
 
 
 def write_now(files: FileServerState, body: memoryview) -> bool:
