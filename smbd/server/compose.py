@@ -75,9 +75,7 @@ def build_chain(messages: list[OutMessage]) -> list[Buffer]:
     last = len(messages) - 1
     for i, m in enumerate(messages):
         body = m.body
-        size = HEADER_SIZE
-        for p in body:
-            size += len(p)
+        size = HEADER_SIZE + m.body_size
         pad = (-size) % 8 if last else 0
         flags = int(m.header.flags) | _SERVER_TO_REDIR
         echo = m.echo_signature if not m.sign_key else b""

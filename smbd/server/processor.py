@@ -594,17 +594,10 @@ class ConnectionProcessor:
             # is signed with the key of a session we know (logged off here, or not bound
             # to this connection), the error goes out signed with that key.
             known = session if session is not None else self.conn.logged_off.get(sid)
-            if (
-                known is not None
-                and header.flags & HeaderFlags.SIGNED
-                and known.keys is not None
-                and crypto.verify(
-                    self._signing_algorithm(known),
-                    self._signing_key(known) or known.signing_key,
-                    req.message,
-                )
-            ):
-                req.session = known
+            if known is not None and header.flags & HeaderFlags.SIGNED and known.keys is not None:
+                key, algorithm = self._channel_signing(known)
+                if crypto.verify(algorithm, key or known.signing_key, req.message):
+                    req.session = known
             raise SMBError(NTStatus.USER_SESSION_DELETED, f"no session 0x{sid:x}")
         if session.state is SessionState.IN_PROGRESS:
             raise SMBError(NTStatus.USER_SESSION_DELETED, "session setup not finished")
@@ -635,14 +628,10 @@ class ConnectionProcessor:
         chain = req._chain
         sid = chain.session_id if req.is_related and chain.session_id else header.session_id
         session = self.server.sessions.get(sid)
-        if (
-            session is not None
-            and session.keys is not None
-            and session.channel_for(self.conn) is not None
-            and crypto.verify(
-                self._signing_algorithm(session), self._signing_key(session), req.message
-            )
-        ):
+        if session is None or session.keys is None or session.channel_for(self.conn) is None:
+            return
+        key, algorithm = self._channel_signing(session)
+        if crypto.verify(algorithm, key, req.message):
             req.session = session
 
     def _verify_setup_signature(self, req: Request, session: Session) -> None:
@@ -663,23 +652,21 @@ class ConnectionProcessor:
                 ) from None
             raise
 
-    def _signing_algorithm(self, session: Session) -> int:
+    def _channel_signing(self, session: Session) -> tuple[bytes, int]:
+        """The signing key of ``session``'s channel on this connection (empty without one)
+        and the algorithm it signs with (the session's without a channel)."""
         channel = session.channel_for(self.conn)
-        return channel.signing_algorithm if channel is not None else session.signing_algorithm
-
-    def _signing_key(self, session: Session) -> bytes:
-        channel = session.channel_for(self.conn)
-        return channel.signing_key if channel is not None else b""
+        if channel is None:
+            return b"", session.signing_algorithm
+        return channel.signing_key, channel.signing_algorithm
 
     def _verify_signature(self, req: Request, session: Session) -> None:
-        channel = session.channel_for(self.conn)
-        key = channel.signing_key if channel is not None else b""
+        key, algorithm = self._channel_signing(session)
         if not key:
             if session.state is SessionState.IN_PROGRESS:
                 return  # nothing to verify with yet
             raise SMBError(NTStatus.ACCESS_DENIED, "signed request without a signing key")
-        assert channel is not None
-        if not crypto.verify(channel.signing_algorithm, key, req.message):
+        if not crypto.verify(algorithm, key, req.message):
             raise SMBError(NTStatus.ACCESS_DENIED, "bad signature")
 
     def _lookup_tree(self, req: Request, chain: ChainRun, related: bool) -> None:
@@ -838,13 +825,8 @@ class ConnectionProcessor:
         if req.sign_with is not None:
             out.sign_key, out.sign_algorithm = req.sign_with
             return
-        channel = session.channel_for(self.conn)
-        if channel is not None:
-            out.sign_key = channel.signing_key or session.signing_key
-            out.sign_algorithm = channel.signing_algorithm
-        else:
-            out.sign_key = session.signing_key
-            out.sign_algorithm = session.signing_algorithm
+        key, out.sign_algorithm = self._channel_signing(session)
+        out.sign_key = key or session.signing_key
 
     def _nursery_send(
         self, out: list[tuple[OutMessage, Session | None]], encrypted_by: Session | None
